@@ -147,7 +147,7 @@ func Serve(ctx context.Context, h http.Handler, addr string, drain time.Duration
 // ServeListener is Serve on an existing listener.
 func ServeListener(ctx context.Context, h http.Handler, ln net.Listener, drain time.Duration, log *slog.Logger) error {
 	srv := &http.Server{
-		Handler: h,
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
 		MaxHeaderBytes: 64 << 10,
 	}
