@@ -1,0 +1,303 @@
+package supervisor
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// StepKind says what a plan step does.
+type StepKind string
+
+// Step kinds. Execute runs them in plan order and stops at the first failure.
+const (
+	StepCreateNetwork StepKind = "create-network"
+	StepCreateVolume  StepKind = "create-volume"
+	// StepStart creates, starts and health-gates a missing replica.
+	StepStart StepKind = "start"
+	// StepRecreate replaces a container stop-first: stop old (kept, renamed) → create →
+	// start → health-gate → remove old; on failure the old container comes back.
+	// Used for stateful services and for containers that are not running anyway.
+	StepRecreate StepKind = "recreate"
+	// StepRollout replaces a running API replica new-first: create under a temporary
+	// name → start → health-gate → remove old → rename.
+	StepRollout StepKind = "rollout"
+	// StepRename gives a ready, current container its final name (a rollout that was
+	// interrupted between gate and rename).
+	StepRename StepKind = "rename"
+	// StepRemove stops and removes a container (scale down, orphan, duplicate).
+	StepRemove StepKind = "remove"
+	// StepRunJob runs a one-shot job container to completion and removes it.
+	StepRunJob StepKind = "run-job"
+	// StepBackoff changes nothing: it reports a restart loop the plan leaves alone.
+	StepBackoff StepKind = "backoff"
+)
+
+// RestartLoopThreshold is the RestartCount from which an unready container whose
+// config is current counts as a restart loop (replacing it would not help).
+const RestartLoopThreshold = 3
+
+// Step is one action of a plan.
+type Step struct {
+	Kind    StepKind
+	Service string // "" for network, volume and job steps
+	Replica int
+	Job     string
+	// Name is the object's final name (container, network or volume).
+	Name string
+	// Old is the container replaced or removed (ID and name), if any.
+	OldID, OldName string
+	Reason         string
+}
+
+func (s Step) String() string {
+	var target string
+	switch {
+	case s.Job != "":
+		target = "job/" + s.Job
+	case s.Service != "":
+		target = fmt.Sprintf("%s/%d", s.Service, s.Replica)
+	default:
+		target = "-"
+	}
+	line := fmt.Sprintf("%-14s %-12s %s", s.Kind, target, s.Name)
+	if s.OldName != "" && s.OldName != s.Name {
+		line += " (old " + s.OldName + ")"
+	}
+	if s.Reason != "" {
+		line += ": " + s.Reason
+	}
+	return line
+}
+
+// Plan is the ordered list of steps that takes the engine from Observed to Spec.
+type Plan struct {
+	Steps []Step
+}
+
+// String is one line per step, stable for golden tests; "no changes" when empty.
+func (p Plan) String() string {
+	if len(p.Steps) == 0 {
+		return "no changes\n"
+	}
+	var b strings.Builder
+	for _, s := range p.Steps {
+		b.WriteString(s.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// HasChanges reports whether executing the plan changes anything (backoff steps only
+// report).
+func (p Plan) HasChanges() bool {
+	for _, s := range p.Steps {
+		if s.Kind != StepBackoff {
+			return true
+		}
+	}
+	return false
+}
+
+// Backoffs returns the reported restart loops.
+func (p Plan) Backoffs() []Step {
+	var out []Step
+	for _, s := range p.Steps {
+		if s.Kind == StepBackoff {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// BuildPlan is the pure decision: what to do so that obs matches desired. It never
+// plans anything for containers without the project's labels, never removes volumes
+// or networks, and orders steps by dependency: network, volumes, orphans, postgres,
+// redis, minio, jobs (migrate before any API container starts), API.
+func BuildPlan(desired Spec, obs Observed) Plan {
+	var steps []Step
+	if !obs.NetworkExists {
+		steps = append(steps, Step{Kind: StepCreateNetwork, Name: desired.Network})
+	}
+	for _, v := range desired.Volumes {
+		if !obs.Volumes[v] {
+			steps = append(steps, Step{Kind: StepCreateVolume, Name: v})
+		}
+	}
+
+	known := map[string]bool{}
+	for _, s := range desired.Services {
+		known[s.Name] = true
+	}
+	jobs := map[string]bool{}
+	for _, j := range desired.Jobs {
+		jobs[j.Name] = true
+	}
+	mine := make([]ObservedContainer, 0, len(obs.Containers))
+	for _, c := range obs.Containers {
+		if c.Project == desired.Project {
+			mine = append(mine, c)
+		}
+	}
+	slices.SortFunc(mine, func(a, b ObservedContainer) int {
+		return cmp.Or(cmp.Compare(a.Service, b.Service), cmp.Compare(a.Replica, b.Replica), cmp.Compare(a.Name, b.Name))
+	})
+	// Orphans: containers of services the spec no longer has, and leftover job
+	// containers of our jobs (a supervisor that died mid-job). Job containers of
+	// other components (other LabelJob values) are theirs.
+	for _, c := range mine {
+		switch {
+		case c.Service != "" && !known[c.Service]:
+			steps = append(steps, Step{Kind: StepRemove, Service: c.Service, Replica: c.Replica, Name: c.Name, OldID: c.ID, OldName: c.Name, Reason: "orphan: service not in spec"})
+		case c.Service == "" && jobs[c.Job]:
+			steps = append(steps, Step{Kind: StepRemove, Job: c.Job, Name: c.Name, OldID: c.ID, OldName: c.Name, Reason: "leftover job container (" + c.State + ")"})
+		}
+	}
+
+	for _, svc := range desired.Services {
+		svcSteps := planService(desired.Project, svc, mine)
+		if svc.Name == ServiceAPI {
+			steps = append(steps, planJobs(desired, obs, svcSteps)...)
+		}
+		steps = append(steps, svcSteps...)
+	}
+	return Plan{Steps: steps}
+}
+
+// planJobs runs migrate before any API container starts, and run-once jobs not yet
+// done (which need the schema, so migrate runs first then too).
+func planJobs(desired Spec, obs Observed, apiSteps []Step) []Step {
+	startsAPI := slices.ContainsFunc(apiSteps, func(s Step) bool {
+		return s.Kind == StepStart || s.Kind == StepRecreate || s.Kind == StepRollout
+	})
+	var pending []Step
+	for _, j := range desired.Jobs {
+		if j.Once && !obs.JobsDone[j.Name] {
+			pending = append(pending, Step{Kind: StepRunJob, Job: j.Name, Name: JobContainerName(desired.Project, j.Name), Reason: "first start"})
+		}
+	}
+	if !startsAPI && len(pending) == 0 {
+		return nil
+	}
+	var steps []Step
+	for _, j := range desired.Jobs {
+		if j.Name == JobMigrate {
+			reason := "before API containers start"
+			if !startsAPI {
+				reason = "before run-once jobs"
+			}
+			steps = append(steps, Step{Kind: StepRunJob, Job: j.Name, Name: JobContainerName(desired.Project, j.Name), Reason: reason})
+		}
+	}
+	return append(steps, pending...)
+}
+
+func planService(project string, svc ServiceSpec, mine []ObservedContainer) []Step {
+	byReplica := map[int][]ObservedContainer{}
+	for _, c := range mine {
+		if c.Service == svc.Name {
+			byReplica[c.Replica] = append(byReplica[c.Replica], c)
+		}
+	}
+	var removes, steps []Step
+	replicas := slices.Sorted(maps.Keys(byReplica))
+	// Scale down and duplicates first: fewer containers before new ones start, and a
+	// stateful volume must never have two containers.
+	for _, r := range replicas {
+		cs := byReplica[r]
+		if r < 1 || r > svc.Replicas {
+			for _, c := range cs {
+				removes = append(removes, Step{Kind: StepRemove, Service: svc.Name, Replica: r, Name: c.Name, OldID: c.ID, OldName: c.Name,
+					Reason: fmt.Sprintf("scale down: %d wanted", svc.Replicas)})
+			}
+			continue
+		}
+		keep := pickKeeper(ContainerName(project, svc.Name, r), svc.Container.Hash, cs)
+		for i, c := range cs {
+			if i != keep {
+				removes = append(removes, Step{Kind: StepRemove, Service: svc.Name, Replica: r, Name: c.Name, OldID: c.ID, OldName: c.Name, Reason: "duplicate of " + cs[keep].Name})
+			}
+		}
+		byReplica[r] = []ObservedContainer{cs[keep]}
+	}
+	for r := 1; r <= svc.Replicas; r++ {
+		name := ContainerName(project, svc.Name, r)
+		cs := byReplica[r]
+		if len(cs) == 0 {
+			steps = append(steps, Step{Kind: StepStart, Service: svc.Name, Replica: r, Name: name, Reason: "missing"})
+			continue
+		}
+		c := cs[0]
+		replace := func(reason string) {
+			kind := StepRecreate
+			if !svc.Stateful && c.State == StateRunning {
+				kind = StepRollout
+			}
+			steps = append(steps, Step{Kind: kind, Service: svc.Name, Replica: r, Name: name, OldID: c.ID, OldName: c.Name, Reason: reason})
+		}
+		switch {
+		case c.Hash != svc.Container.Hash:
+			replace(fmt.Sprintf("config changed (%s → %s)", short(c.Hash), short(svc.Container.Hash)))
+		case svc.ForceRecreate:
+			replace("restart requested")
+		case c.Ready():
+			if c.Name != name { // a rollout interrupted before the rename
+				steps = append(steps, Step{Kind: StepRename, Service: svc.Name, Replica: r, Name: name, OldID: c.ID, OldName: c.Name, Reason: "finish interrupted replacement"})
+			}
+		case c.RestartCount >= RestartLoopThreshold && c.State != StateCreated:
+			steps = append(steps, Step{Kind: StepBackoff, Service: svc.Name, Replica: r, Name: c.Name,
+				Reason: fmt.Sprintf("restart loop: %d restarts, %s", c.RestartCount, describe(c))})
+		case c.State == StateRunning && c.Health == HealthStarting:
+			// Still within its start period: leave it to Docker's health check.
+		case c.State == StatePaused:
+			// Someone paused it on purpose; not ours to undo.
+		default:
+			replace(describe(c))
+		}
+	}
+	return append(removes, steps...)
+}
+
+// pickKeeper chooses which of several containers claiming one replica to keep: the one
+// with the final name, current hash and ready state wins, in that order of weight.
+func pickKeeper(final, hash string, cs []ObservedContainer) int {
+	best, bestScore := 0, -1
+	for i, c := range cs {
+		score := 0
+		if c.Ready() {
+			score += 4
+		} else if c.State == StateRunning {
+			score += 2
+		}
+		if c.Hash == hash {
+			score += 2
+		}
+		if c.Name == final {
+			score++
+		}
+		if score > bestScore {
+			best, bestScore = i, score
+		}
+	}
+	return best
+}
+
+func describe(c ObservedContainer) string {
+	switch c.State {
+	case StateExited, StateDead:
+		return fmt.Sprintf("%s (exit code %d)", c.State, c.ExitCode)
+	case StateRunning:
+		return c.Health
+	default:
+		return c.State
+	}
+}
+
+func short(h string) string {
+	if h == "" {
+		return "none"
+	}
+	return h[:min(8, len(h))]
+}
