@@ -63,6 +63,11 @@ func TestWatchEventsReconnects(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no resync after the stream broke")
 	}
+	// The stream is read again after the reconnect.
+	fd.events <- events.Message{Type: events.ContainerEventType, Action: "start", Actor: events.Actor{Attributes: map[string]string{ownerLabelProject: "p", ownerLabelService: "api"}}}
+	if ev := <-out; ev.Action != "start" {
+		t.Fatalf("event after reconnect %+v", ev)
+	}
 	fd.mu.Lock()
 	calls := fd.eventCalls
 	fd.mu.Unlock()
