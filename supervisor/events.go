@@ -48,7 +48,7 @@ var watchedActions = []string{"start", "die", "destroy", "oom", "health_status"}
 func eventFilter(project string) filters.Args {
 	f := filters.NewArgs(
 		filters.Arg("type", string(events.ContainerEventType)),
-		filters.Arg("label", ownerLabelProject+"="+project),
+		filters.Arg("label", LabelProject+"="+project),
 	)
 	for _, a := range watchedActions {
 		f.Add("event", a)
@@ -58,14 +58,14 @@ func eventFilter(project string) filters.Args {
 
 // toStackEvent filters and reduces a Docker message; ok is false for noise.
 func toStackEvent(project string, m events.Message) (stackEvent, bool) {
-	if m.Type != events.ContainerEventType || m.Actor.Attributes[ownerLabelProject] != project {
+	if m.Type != events.ContainerEventType || m.Actor.Attributes[LabelProject] != project {
 		return stackEvent{}, false
 	}
 	action := string(m.Action)
 	if strings.HasPrefix(action, "exec_") {
 		return stackEvent{}, false
 	}
-	return stackEvent{Service: m.Actor.Attributes[ownerLabelService], Container: m.Actor.ID, Action: action}, true
+	return stackEvent{Service: m.Actor.Attributes[LabelService], Container: m.Actor.ID, Action: action}, true
 }
 
 // watchEvents forwards the project's container events to out until ctx ends. When the

@@ -10,7 +10,7 @@ import (
 )
 
 func TestToStackEvent(t *testing.T) {
-	attrs := map[string]string{ownerLabelProject: "p", ownerLabelService: "redis"}
+	attrs := map[string]string{LabelProject: "p", LabelService: "redis"}
 	cases := []struct {
 		name string
 		m    events.Message
@@ -20,7 +20,7 @@ func TestToStackEvent(t *testing.T) {
 		{"die", events.Message{Type: events.ContainerEventType, Action: "die", Actor: events.Actor{ID: "x", Attributes: attrs}}, true, true},
 		{"health", events.Message{Type: events.ContainerEventType, Action: "health_status: unhealthy", Actor: events.Actor{Attributes: attrs}}, true, false},
 		{"exec noise", events.Message{Type: events.ContainerEventType, Action: "exec_create: redis-cli ping", Actor: events.Actor{Attributes: attrs}}, false, false},
-		{"other project", events.Message{Type: events.ContainerEventType, Action: "die", Actor: events.Actor{Attributes: map[string]string{ownerLabelProject: "q"}}}, false, false},
+		{"other project", events.Message{Type: events.ContainerEventType, Action: "die", Actor: events.Actor{Attributes: map[string]string{LabelProject: "q"}}}, false, false},
 		{"network event", events.Message{Type: events.NetworkEventType, Action: "connect", Actor: events.Actor{Attributes: attrs}}, false, false},
 	}
 	for _, c := range cases {
@@ -38,7 +38,7 @@ func TestToStackEvent(t *testing.T) {
 		t.Error("health classification")
 	}
 	f := eventFilter("p")
-	if got := f.Get("event"); len(got) != len(watchedActions) || !f.ExactMatch("label", ownerLabelProject+"=p") {
+	if got := f.Get("event"); len(got) != len(watchedActions) || !f.ExactMatch("label", LabelProject+"=p") {
 		t.Errorf("filter %v", f)
 	}
 }
@@ -50,7 +50,7 @@ func TestWatchEventsReconnects(t *testing.T) {
 	out := make(chan stackEvent)
 	done := make(chan struct{})
 	go func() { watchEvents(ctx, fd, "p", out, discardLog()); close(done) }()
-	fd.events <- events.Message{Type: events.ContainerEventType, Action: "die", Actor: events.Actor{Attributes: map[string]string{ownerLabelProject: "p", ownerLabelService: "api"}}}
+	fd.events <- events.Message{Type: events.ContainerEventType, Action: "die", Actor: events.Actor{Attributes: map[string]string{LabelProject: "p", LabelService: "api"}}}
 	if ev := <-out; ev.Action != "die" || ev.Service != "api" {
 		t.Fatalf("event %+v", ev)
 	}
@@ -64,7 +64,7 @@ func TestWatchEventsReconnects(t *testing.T) {
 		t.Fatal("no resync after the stream broke")
 	}
 	// The stream is read again after the reconnect.
-	fd.events <- events.Message{Type: events.ContainerEventType, Action: "start", Actor: events.Actor{Attributes: map[string]string{ownerLabelProject: "p", ownerLabelService: "api"}}}
+	fd.events <- events.Message{Type: events.ContainerEventType, Action: "start", Actor: events.Actor{Attributes: map[string]string{LabelProject: "p", LabelService: "api"}}}
 	if ev := <-out; ev.Action != "start" {
 		t.Fatalf("event after reconnect %+v", ev)
 	}

@@ -16,12 +16,6 @@ import (
 	"github.com/docker/docker/api/types/filters"
 )
 
-// The labels every stack object carries (DESIGN.md "Rules of the house").
-const (
-	ownerLabelProject = "io.corpintel.project"
-	ownerLabelService = "io.corpintel.service"
-)
-
 // StatusReport is what `corpintel status` shows; it travels as JSON over the local API.
 type StatusReport struct {
 	Project string `json:"project"`
@@ -236,9 +230,9 @@ func (c *statsCache) sample(ctx context.Context, d statusDocker, id string) (cpu
 
 // projectFilter selects the objects of one project, optionally of one service.
 func projectFilter(project, service string) filters.Args {
-	f := filters.NewArgs(filters.Arg("label", ownerLabelProject+"="+project))
+	f := filters.NewArgs(filters.Arg("label", LabelProject+"="+project))
 	if service != "" {
-		f.Add("label", ownerLabelService+"="+service)
+		f.Add("label", LabelService+"="+service)
 	}
 	return f
 }
@@ -255,7 +249,7 @@ func collectStatus(ctx context.Context, d statusDocker, stats *statsCache, proje
 	var wg sync.WaitGroup
 	seen := make(map[string]bool)
 	for _, c := range list {
-		svc := c.Labels[ownerLabelService]
+		svc := c.Labels[LabelService]
 		if !slices.ContainsFunc(desired, func(ds DesiredService) bool { return ds.Name == svc }) {
 			continue // one-shot jobs and the like are not services
 		}

@@ -1,6 +1,3 @@
-// Package supervisor is the corpintel daemon: it reconciles the stack spec against the
-// Docker Engine (observe → pure plan → execute), proxies the loopback port to the API
-// replicas and serves the CLI's local API on a unix socket.
 package supervisor
 
 import (
@@ -46,7 +43,7 @@ type DockerAPI interface {
 }
 
 // proxiedService is the service the loopback proxy balances over.
-const proxiedService = "api"
+const proxiedService = ServiceAPI
 
 // apiPort is where every API replica listens on the stack network.
 const apiPort = "8080"

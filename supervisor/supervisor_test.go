@@ -83,7 +83,7 @@ func (f *fakeDocker) Events(ctx context.Context, _ events.ListOptions) (<-chan e
 func summary(id, svc string, state container.ContainerState, status, ip string) container.Summary {
 	return container.Summary{
 		ID: id, Names: []string{"/p-" + id}, Image: "corpintel/" + svc, State: state, Status: status,
-		Labels: map[string]string{ownerLabelProject: "p", ownerLabelService: svc},
+		Labels: map[string]string{LabelProject: "p", LabelService: svc},
 		NetworkSettings: &container.NetworkSettingsSummary{Networks: map[string]*network.EndpointSettings{
 			"p-corpintel": {IPAddress: ip},
 		}},
@@ -225,8 +225,8 @@ func TestDaemonRun(t *testing.T) {
 	}
 
 	// A killed container triggers a reconcile quickly; exec noise does not.
-	fd.events <- events.Message{Type: events.ContainerEventType, Action: "exec_start: pg_isready", Actor: events.Actor{ID: "pg", Attributes: map[string]string{ownerLabelProject: "p", ownerLabelService: "postgres"}}}
-	fd.events <- events.Message{Type: events.ContainerEventType, Action: events.ActionDie, Actor: events.Actor{ID: "api1", Attributes: map[string]string{ownerLabelProject: "p", ownerLabelService: "api"}}}
+	fd.events <- events.Message{Type: events.ContainerEventType, Action: "exec_start: pg_isready", Actor: events.Actor{ID: "pg", Attributes: map[string]string{LabelProject: "p", LabelService: "postgres"}}}
+	fd.events <- events.Message{Type: events.ContainerEventType, Action: events.ActionDie, Actor: events.Actor{ID: "api1", Attributes: map[string]string{LabelProject: "p", LabelService: "api"}}}
 	waitReconcile(t, st)
 
 	c := NewClient(sock)
