@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/corpintel/corpintel/supervisor"
+)
+
+// fakeOps stands in for a running supervisor behind the real local API.
+type fakeOps struct {
+	scaled   string
+	restart  string
+	stopped  bool
+	lastLogs supervisor.LogOptions
+}
+
+func (f *fakeOps) Status(context.Context) (supervisor.StatusReport, error) {
+	return supervisor.StatusReport{Project: "p", Listen: "127.0.0.1:8000", Services: []supervisor.ServiceStatus{
+		{Service: "postgres", Desired: 1, Running: 1, Healthy: 1, State: "running", Health: "healthy", Image: "corpintel/postgres:15"},
+	}}, nil
+}
+
+func (f *fakeOps) Scale(_ context.Context, svc string, n int) error {
+	f.scaled = svc + "=" + string(rune('0'+n))
+	return nil
+}
+
+func (f *fakeOps) Restart(_ context.Context, svc string) error {
+	if svc == "minio" {
+		return &supervisor.RequestError{Msg: "minio is busy"}
+	}
+	f.restart = svc
+	return nil
+}
+
+func (f *fakeOps) Stop(context.Context) error { f.stopped = true; return nil }
+
+func (f *fakeOps) Logs(_ context.Context, svc string, o supervisor.LogOptions, w io.Writer) error {
+	f.lastLogs = o
+	_, err := io.WriteString(w, svc+" log line\n")
+	return err
+}
+
+func startFakeSupervisor(t *testing.T) (*fakeOps, string) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	ln, err := supervisor.ListenLocalAPI(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := &fakeOps{}
+	srv := &http.Server{Handler: supervisor.NewLocalAPIHandler(ops, slog.New(slog.DiscardHandler))}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ops, sock
+}
+
+func TestClientVerbs(t *testing.T) {
+	ops, sock := startFakeSupervisor(t)
+	missing := filepath.Join(t.TempDir(), "none.sock")
+	cases := []struct {
+		args    []string
+		code    int
+		out     string
+		errText string
+	}{
+		{[]string{"status", "--socket", sock}, 0, "postgres  1/1", ""},
+		{[]string{"status", "--json", "--socket", sock}, 0, `"project": "p"`, ""},
+		{[]string{"status", "--socket", missing}, 1, "", "start it with `corpintel supervisor`"},
+		{[]string{"scale", "api=3", "--socket", sock}, 0, "api scaled to 3", ""},
+		{[]string{"scale", "api=17", "--socket", sock}, 2, "", "between 0 and 16"},
+		{[]string{"scale", "api=-1", "--socket", sock}, 2, "", "between 0 and 16"},
+		{[]string{"scale", "api", "--socket", sock}, 2, "", "SERVICE=REPLICAS"},
+		{[]string{"scale", "redis=2", "--socket", sock}, 2, "", "only api"},
+		{[]string{"scale", "db=2", "--socket", sock}, 2, "", "valid: postgres, redis, minio, api"},
+		{[]string{"restart", "redis", "--socket", sock}, 0, "redis restarted", ""},
+		{[]string{"restart", "minio", "--socket", sock}, 2, "", "minio is busy"},
+		{[]string{"restart", "web", "--socket", sock}, 2, "", "unknown service"},
+		{[]string{"logs", "--tail", "5", "postgres", "--socket", sock}, 0, "postgres log line", ""},
+		{[]string{"logs", "nope", "--socket", sock}, 2, "", "unknown service"},
+		{[]string{"stop", "--socket", sock}, 0, "stack stopped", ""},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if got := run(context.Background(), c.args, &out, &errb); got != c.code {
+				t.Fatalf("exit %d, want %d (stderr %q)", got, c.code, errb.String())
+			}
+			if !strings.Contains(out.String(), c.out) || !strings.Contains(errb.String(), c.errText) {
+				t.Errorf("stdout %q stderr %q; want %q / %q", out.String(), errb.String(), c.out, c.errText)
+			}
+		})
+	}
+	if ops.scaled != "api=3" || ops.restart != "redis" || !ops.stopped || ops.lastLogs.Tail != 5 {
+		t.Errorf("supervisor saw %+v", ops)
+	}
+}
+
+func TestClientFindsSocketInConfig(t *testing.T) {
+	_, sock := startFakeSupervisor(t)
+	cfgPath := filepath.Join(t.TempDir(), "corpintel.toml")
+	if err := os.WriteFile(cfgPath, []byte("socket = \""+sock+"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"status", "--config", cfgPath}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if code := run(context.Background(), []string{"status", "--config", filepath.Join(t.TempDir(), "missing.toml")}, &out, &errb); code != 2 {
+		t.Fatalf("missing config: exit %d, want 2", code)
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.toml")
+	bad := filepath.Join(dir, "bad.toml")
+	_ = os.WriteFile(good, []byte("profile = \"prod\"\n[api]\nreplicas = 3\n"), 0o600)
+	_ = os.WriteFile(bad, []byte("[api]\nreplicaz = 3\n"), 0o600)
+	cases := []struct {
+		args []string
+		code int
+		out  string
+		err  string
+	}{
+		{[]string{"config", "check", "--config", good}, 0, "replicas = 3", ""},
+		{[]string{"config", "check", "--config", good, "--project", "acme"}, 0, `project = "acme"`, ""},
+		{[]string{"config", "check", "--config", bad}, 2, "", "api.replicaz"},
+		{[]string{"config"}, 2, "", "subcommand"},
+	}
+	for _, c := range cases {
+		var out, errb bytes.Buffer
+		if got := run(context.Background(), c.args, &out, &errb); got != c.code {
+			t.Errorf("%v: exit %d, want %d (%s)", c.args, got, c.code, errb.String())
+		}
+		if !strings.Contains(out.String(), c.out) || !strings.Contains(errb.String(), c.err) {
+			t.Errorf("%v: stdout %q stderr %q", c.args, out.String(), errb.String())
+		}
+	}
+	var out bytes.Buffer
+	run(context.Background(), []string{"config", "check", "--config", good, "--project", "acme"}, &out, io.Discard)
+	if !strings.Contains(out.String(), `socket = "/run/corpintel/acme.sock"`) {
+		t.Errorf("derived names do not follow --project:\n%s", out.String())
+	}
+}
+
+func TestPsqlArgs(t *testing.T) {
+	cases := []struct {
+		tty   bool
+		extra []string
+		want  string
+	}{
+		{true, nil, "exec -i -t corporate-intel-postgres psql -U intel_user -d corporate_intel"},
+		{false, []string{"-c", "select 1"}, "exec -i corporate-intel-postgres psql -U intel_user -d corporate_intel -c select 1"},
+	}
+	for _, c := range cases {
+		if got := strings.Join(psqlArgs("corporate-intel-postgres", "intel_user", "corporate_intel", c.tty, c.extra), " "); got != c.want {
+			t.Errorf("got %q, want %q", got, c.want)
+		}
+	}
+	if e := exitCode(3); e.ExitCode() != 3 || !errors.As(error(e), new(exitCode)) || e.Error() != "exit status 3" {
+		t.Error("exitCode")
+	}
+}
+
+func TestSupervisorVerbErrors(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"supervisor", "--profile", "nope"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "profile") {
+		t.Errorf("bad profile: exit %d, %s", code, errb.String())
+	}
+	if code := run(context.Background(), []string{"supervisor", "extra"}, &out, &errb); code != 2 {
+		t.Errorf("extra argument: exit %d", code)
+	}
+}
