@@ -279,4 +279,3 @@ func newConfigCmd() *cobra.Command {
 	cmd.AddCommand(check)
 	return cmd
 }
-
