@@ -1,0 +1,247 @@
+// Package gdpr serves the data-subject endpoints: POST /users/{id}/anonymize replaces a
+// user's personal data everywhere it is held with a stable pseudonym, in one
+// transaction; GET /users/{id}/export returns everything held about a user. Resource
+// packages contribute their part as a Source, so this package knows no other tables
+// than users.
+package gdpr
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/corpintel/corpintel/api/rbac"
+	"github.com/corpintel/corpintel/api/web"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
+)
+
+// Querier is what an exporter reads through: a read-only, repeatable-read transaction,
+// so that all sources see one snapshot.
+type Querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Source is one module's share of a user's data.
+type Source struct {
+	// Name is the key of this source's part in the export ("profile", "audit_events").
+	Name string
+	// Export returns everything this source holds about userID (JSON-encodable).
+	Export func(ctx context.Context, q Querier, userID string) (any, error)
+	// Anonymize replaces userID's personal data with pseudonym inside tx. It must be
+	// idempotent: running it again for an anonymized user changes nothing.
+	Anonymize func(ctx context.Context, tx pgx.Tx, userID, pseudonym string) error
+}
+
+// Module serves the GDPR endpoints.
+type Module struct {
+	pool    *pgxpool.Pool
+	audit   web.Auditor
+	log     *slog.Logger
+	now     func() time.Time
+	key     []byte
+	sources []Source
+}
+
+// New returns the GDPR module. secret keys the pseudonyms (use a key every replica
+// shares, e.g. the JWT KEK: PseudonymKey derives a separate key from it). Sources run
+// in the order given; put the one that rewrites the users row last, so the others can
+// still read the user's email.
+func New(pool *pgxpool.Pool, audit web.Auditor, log *slog.Logger, now func() time.Time, secret []byte, sources ...Source) *Module {
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Module{pool: pool, audit: audit, log: log, now: now, key: PseudonymKey(secret), sources: sources}
+}
+
+// PseudonymKey derives the pseudonym HMAC key from a shared secret.
+func PseudonymKey(secret []byte) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("corpintel gdpr pseudonym v1"))
+	return m.Sum(nil)
+}
+
+// Pseudonym is the stable pseudonymous id that replaces userID: the same user always
+// gets the same one (so an anonymized actor stays recognisable as one actor across the
+// audit trail), and it cannot be reversed without the key.
+func Pseudonym(key []byte, userID string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(userID))
+	return "anon-" + hex.EncodeToString(m.Sum(nil)[:16])
+}
+
+// Routes implements web.Module.
+func (m *Module) Routes() []web.Route {
+	return []web.Route{
+		{Method: http.MethodPost, Path: "/users/:id/anonymize", Perm: rbac.GDPRManage, Tag: "gdpr",
+			Audit: "gdpr.anonymize", Summary: "Irreversibly replace a user's personal data with a pseudonym",
+			Handler: m.anonymize, Response: AnonymizeResult{}},
+		{Method: http.MethodGet, Path: "/users/:id/export", Perm: rbac.GDPRManage, Tag: "gdpr",
+			Summary: "Export everything held about a user", Handler: m.export, Response: Export{}},
+	}
+}
+
+// AnonymizeResult is the body of POST /users/{id}/anonymize.
+type AnonymizeResult struct {
+	Pseudonym    string    `json:"pseudonym"`
+	Sources      []string  `json:"sources"`
+	AnonymizedAt time.Time `json:"anonymized_at"`
+}
+
+// Export is the body of GET /users/{id}/export.
+type Export struct {
+	UserID     string         `json:"user_id"`
+	ExportedAt time.Time      `json:"exported_at"`
+	Data       map[string]any `json:"data"`
+}
+
+var errNoUser = web.NewProblem(http.StatusNotFound, "no such user")
+
+// lockUser checks that the user exists and, in a writing transaction, locks the row so
+// that two anonymizations of one user serialize.
+func lockUser(ctx context.Context, q Querier, id string, lock bool) error {
+	if !validUUID(id) {
+		return errNoUser
+	}
+	sql := `SELECT id FROM users WHERE id = $1`
+	if lock {
+		sql += ` FOR UPDATE`
+	}
+	var got string
+	err := q.QueryRow(ctx, sql, id).Scan(&got)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return errNoUser
+	}
+	if err != nil {
+		return fmt.Errorf("gdpr: look up user: %w", err)
+	}
+	return nil
+}
+
+func (m *Module) anonymize(c echo.Context) error {
+	ctx := c.Request().Context()
+	id := c.Param("id")
+	if p := web.PrincipalOf(c); p != nil && p.UserID == id {
+		return web.NewProblem(http.StatusConflict, "you cannot anonymize your own account; ask another admin")
+	}
+	pseudonym := Pseudonym(m.key, id)
+	// The middleware records this request after the handler; never with the real id.
+	web.SetAuditTarget(c, "user/"+pseudonym)
+	res, err := m.Anonymize(ctx, id, pseudonym)
+	if err != nil {
+		return err
+	}
+	web.SetAuditDetail(c, map[string]any{"pseudonym": pseudonym, "sources": res.Sources})
+	return web.JSON(c, http.StatusOK, res)
+}
+
+// Anonymize runs every source's anonymizer for userID in one transaction.
+func (m *Module) Anonymize(ctx context.Context, userID, pseudonym string) (AnonymizeResult, error) {
+	res := AnonymizeResult{Pseudonym: pseudonym, Sources: []string{}}
+	err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		if err := lockUser(ctx, tx, userID, true); err != nil {
+			return err
+		}
+		for _, s := range m.sources {
+			if s.Anonymize == nil {
+				continue
+			}
+			if err := s.Anonymize(ctx, tx, userID, pseudonym); err != nil {
+				return fmt.Errorf("gdpr: anonymize %s: %w", s.Name, err)
+			}
+			res.Sources = append(res.Sources, s.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return AnonymizeResult{}, err
+	}
+	res.AnonymizedAt = m.now().UTC()
+	m.log.InfoContext(ctx, "user anonymized", "pseudonym", pseudonym, "sources", res.Sources)
+	return res, nil
+}
+
+func (m *Module) export(c echo.Context) error {
+	ctx := c.Request().Context()
+	id := c.Param("id")
+	out, err := m.Export(ctx, id)
+	if err != nil {
+		return err
+	}
+	// GET requests are not audited by the middleware, but handing out a person's data is
+	// a security event: record it before the data leaves, and refuse if that fails.
+	e := web.Event{
+		Time: m.now().UTC(), Action: "gdpr.export", Target: c.Request().URL.Path, Outcome: "success",
+		Status: http.StatusOK, ClientIP: c.RealIP(), RequestID: web.RequestID(c), Kind: web.KindSecurity,
+		Detail: map[string]any{"user_id": id, "sources": len(out.Data)},
+	}
+	if p := web.PrincipalOf(c); p != nil {
+		e.ActorID, e.ActorRole = p.UserID, string(p.Role)
+	}
+	if m.audit != nil {
+		if err := m.audit.Record(context.WithoutCancel(ctx), e); err != nil {
+			return fmt.Errorf("gdpr: record export: %w", err)
+		}
+	}
+	c.Response().Header().Set(echo.HeaderContentDisposition, `attachment; filename="user-export.json"`)
+	return web.JSON(c, http.StatusOK, out)
+}
+
+// Export collects every source's part for userID from one consistent snapshot.
+func (m *Module) Export(ctx context.Context, userID string) (Export, error) {
+	out := Export{UserID: userID, ExportedAt: m.now().UTC(), Data: map[string]any{}}
+	err := pgx.BeginTxFunc(ctx, m.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
+		func(tx pgx.Tx) error {
+			if err := lockUser(ctx, tx, userID, false); err != nil {
+				return err
+			}
+			for _, s := range m.sources {
+				if s.Export == nil {
+					continue
+				}
+				v, err := s.Export(ctx, tx, userID)
+				if err != nil {
+					return fmt.Errorf("gdpr: export %s: %w", s.Name, err)
+				}
+				out.Data[s.Name] = v
+			}
+			return nil
+		})
+	if err != nil {
+		return Export{}, err
+	}
+	return out, nil
+}
+
+func validUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
