@@ -339,4 +339,3 @@ func DecodeArchive(r io.Reader) ([]Record, error) {
 	}
 	return recs, nil
 }
-
