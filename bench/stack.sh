@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Word splitting of id lists is intended throughout.
+# shellcheck disable=SC2086
 # bench/stack.sh — the supervisor against the plain-compose way, on this machine, in one run.
 #
 #   1. cold start to all-healthy: `corpintel supervisor` vs `docker-compose up` with an

@@ -79,6 +79,8 @@ type Daemon struct {
 	proxy *Proxy
 	stats statsCache
 
+	// refreshMu orders proxy backend refreshes so an older listing never wins.
+	refreshMu sync.Mutex
 	// reconcileMu serialises reconciles and the operations that change desired state.
 	reconcileMu sync.Mutex
 
@@ -163,18 +165,56 @@ func (d *Daemon) Run(ctx context.Context) error {
 	evctx, cancelEvents := context.WithCancel(ctx)
 	defer cancelEvents()
 	evch := make(chan stackEvent, 64)
+	kick := make(chan struct{}, 1)
 	wg.Go(func() { watchEvents(evctx, d.opts.Docker, d.opts.Project, evch, d.log) })
+	wg.Go(func() { d.dispatch(evctx, evch, kick) })
 
-	d.loop(ctx, evch)
+	d.loop(ctx, kick)
 	cancelEvents()
 	return nil
 }
 
-// loop reacts to events, the resync ticker and reload requests; every path ends in a
-// (possibly delayed) reconcile so that bursts of events coalesce.
-func (d *Daemon) loop(ctx context.Context, evch <-chan stackEvent) {
+// dispatch handles events as they come, also while a reconcile runs: the proxy learns
+// about replicas going up or down at once, and a lost container asks for a reconcile.
+func (d *Daemon) dispatch(ctx context.Context, evch <-chan stackEvent, kick chan<- struct{}) {
+	for {
+		var ev stackEvent
+		select {
+		case <-ctx.Done():
+			return
+		case ev = <-evch:
+		}
+		if ev.Action == "" { // the event stream reconnected: we may have missed something
+			d.refreshBackends(ctx)
+			notify(kick)
+			continue
+		}
+		d.log.Debug("docker event", "service", ev.Service, "action", ev.Action, "container", shortID(ev.Container))
+		if ev.Service == proxiedService && ev.healthChange() {
+			d.refreshBackends(ctx)
+		}
+		if ev.gone() || ev.unhealthy() {
+			d.mu.Lock()
+			d.diedSince[ev.Service] = true
+			d.mu.Unlock()
+			notify(kick)
+		}
+	}
+}
+
+// notify sends on a 1-buffered channel without blocking; pending kicks coalesce.
+func notify(ch chan<- struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// loop runs the reconciles: on start, on kicks from events, on the resync ticker and on
+// reload requests. Every path goes through one timer so that bursts coalesce.
+func (d *Daemon) loop(ctx context.Context, kick <-chan struct{}) {
 	timer := time.NewTimer(0) // the initial reconcile adopts what exists
-	var next time.Time = time.Now()
+	next := time.Now()
 	schedule := func(delay time.Duration) {
 		at := time.Now().Add(delay)
 		if !next.IsZero() && !at.Before(next) {
@@ -190,23 +230,10 @@ func (d *Daemon) loop(ctx context.Context, evch <-chan stackEvent) {
 		case <-ctx.Done():
 			timer.Stop()
 			return
-		case ev := <-evch:
-			if ev.Action == "" { // the event stream reconnected
-				schedule(0)
-				continue
-			}
-			d.log.Debug("docker event", "service", ev.Service, "action", ev.Action, "container", shortID(ev.Container))
-			if ev.Service == proxiedService && ev.healthChange() {
-				d.refreshBackends(ctx)
-			}
-			if ev.gone() || ev.unhealthy() {
-				d.mu.Lock()
-				d.diedSince[ev.Service] = true
-				d.mu.Unlock()
-				// A short delay coalesces the events of one incident (die + destroy,
-				// several containers killed together).
-				schedule(max(100*time.Millisecond, d.backoffDelay(time.Now())))
-			}
+		case <-kick:
+			// A short delay coalesces the events of one incident (die + destroy,
+			// several containers killed together).
+			schedule(max(100*time.Millisecond, d.backoffDelay(time.Now())))
 		case <-resync.C:
 			schedule(d.backoffDelay(time.Now()))
 		case <-d.opts.Hangup:
@@ -214,7 +241,7 @@ func (d *Daemon) loop(ctx context.Context, evch <-chan stackEvent) {
 			schedule(0)
 		case <-timer.C:
 			next = time.Time{}
-			d.reconcile(ctx, "loop")
+			_ = d.reconcile(ctx, "loop") // logged and shown in status; retried on resync
 		}
 	}
 }
@@ -301,6 +328,8 @@ func (d *Daemon) backoffDelay(now time.Time) time.Duration {
 
 // refreshBackends points the proxy at the running, healthy API replicas.
 func (d *Daemon) refreshBackends(ctx context.Context) {
+	d.refreshMu.Lock()
+	defer d.refreshMu.Unlock()
 	list, err := d.opts.Docker.ContainerList(ctx, container.ListOptions{Filters: projectFilter(d.opts.Project, proxiedService)})
 	if err != nil {
 		d.log.Warn("proxy: cannot list API replicas", "err", err)
