@@ -181,3 +181,24 @@ func TestSupervisorVerbErrors(t *testing.T) {
 		t.Errorf("extra argument: exit %d", code)
 	}
 }
+
+func TestSupervisorEngineUnreachable(t *testing.T) {
+	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(t.TempDir(), "no-docker.sock"))
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"supervisor", "--project", "unreachable"}, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "cannot reach the Docker Engine") || !strings.Contains(errb.String(), "systemctl start docker") {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
+}
+
+func TestNewLogger(t *testing.T) {
+	var b bytes.Buffer
+	newLogger(&b, "warn").Info("hidden")
+	newLogger(&b, "debug").Debug("shown", "k", 1)
+	if strings.Contains(b.String(), "hidden") || !strings.Contains(b.String(), `"msg":"shown"`) {
+		t.Errorf("log %q", b.String())
+	}
+	if isTerminal(os.NewFile(^uintptr(0), "bad")) {
+		t.Error("invalid file judged a terminal")
+	}
+}
