@@ -93,8 +93,8 @@ type Daemon struct {
 	diedSince     map[string]bool // services that lost a container since the last reconcile
 }
 
-// New checks opts and returns a daemon that has not started yet.
-func New(opts Options) (*Daemon, error) {
+// NewDaemon checks opts and returns a daemon that has not started yet.
+func NewDaemon(opts Options) (*Daemon, error) {
 	switch {
 	case opts.Project == "":
 		return nil, errors.New("supervisor: empty project name")

@@ -198,7 +198,7 @@ func TestDaemonRun(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "run", "p.sock")
 	listen := freeAddr(t)
 	var readyURL string
-	d, err := New(Options{
+	d, err := NewDaemon(Options{
 		Project: "p", Profile: "dev", Listen: listen, Socket: sock, Resync: time.Hour,
 		Docker: fd, Stack: st, Hangup: hup, Log: discardLog(),
 		Reload: func() (Stack, error) { return reloaded, nil },
@@ -317,7 +317,7 @@ func TestDaemonReconcileErrorIsReported(t *testing.T) {
 	st := newFakeStack()
 	st.err = errors.New("engine unreachable")
 	fd := &fakeDocker{}
-	d, err := New(Options{Project: "p", Listen: "127.0.0.1:0", Socket: "x", Docker: fd, Stack: st})
+	d, err := NewDaemon(Options{Project: "p", Listen: "127.0.0.1:0", Socket: "x", Docker: fd, Stack: st})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +342,7 @@ func TestNewValidates(t *testing.T) {
 		{Project: "p", Docker: &fakeDocker{}, Stack: newFakeStack()},
 	}
 	for _, o := range cases {
-		if _, err := New(o); err == nil {
+		if _, err := NewDaemon(o); err == nil {
 			t.Errorf("New(%+v) accepted", o)
 		}
 	}
@@ -354,11 +354,11 @@ func TestRunFailsOnBusyPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	d, _ := New(Options{Project: "p", Listen: ln.Addr().String(), Socket: filepath.Join(t.TempDir(), "s"), Docker: &fakeDocker{}, Stack: newFakeStack()})
+	d, _ := NewDaemon(Options{Project: "p", Listen: ln.Addr().String(), Socket: filepath.Join(t.TempDir(), "s"), Docker: &fakeDocker{}, Stack: newFakeStack()})
 	if err := d.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "already in use") {
 		t.Fatalf("err = %v", err)
 	}
-	d, _ = New(Options{Project: "p", Listen: "127.0.0.1:0", Socket: "/proc/nope/s.sock", Docker: &fakeDocker{}, Stack: newFakeStack()})
+	d, _ = NewDaemon(Options{Project: "p", Listen: "127.0.0.1:0", Socket: "/proc/nope/s.sock", Docker: &fakeDocker{}, Stack: newFakeStack()})
 	if err := d.Run(context.Background()); err == nil {
 		t.Fatal("bad socket path accepted")
 	}
@@ -430,7 +430,7 @@ func TestLogsOfSeveralReplicasArePrefixed(t *testing.T) {
 		},
 		logs: map[string]string{"api-1": "a\n", "api-2": "b\n"},
 	}
-	d, _ := New(Options{Project: "p", Listen: "x", Socket: "x", Docker: fd, Stack: newFakeStack()})
+	d, _ := NewDaemon(Options{Project: "p", Listen: "x", Socket: "x", Docker: fd, Stack: newFakeStack()})
 	var b bytes.Buffer
 	if err := d.Logs(context.Background(), "api", LogOptions{Tail: 5}, &b); err != nil {
 		t.Fatal(err)

@@ -121,7 +121,7 @@ func runSupervisor(ctx context.Context, flags *configFlags, stdout, stderr io.Wr
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	d, err := supervisor.New(supervisor.Options{
+	d, err := supervisor.NewDaemon(supervisor.Options{
 		Project: cfg.Project, Profile: cfg.Profile, Listen: cfg.Listen, Socket: cfg.Socket,
 		Docker: dc, Stack: stack, Hangup: hup, Log: log,
 		Reload: func() (supervisor.Stack, error) {
