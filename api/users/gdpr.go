@@ -101,4 +101,3 @@ func collect(ctx context.Context, db Querier, sql string, cols []string, args ..
 	}
 	return out, rows.Err()
 }
-
