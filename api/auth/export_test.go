@@ -1,0 +1,25 @@
+package auth
+
+import "github.com/golang-jwt/jwt/v5"
+
+// SignWithActiveKey signs arbitrary claims with the replica's active key (for forging
+// tokens in the attack suite).
+func (s *Service) SignWithActiveKey(c jwt.Claims, header map[string]any) string {
+	kr := s.keys.Load()
+	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
+	t.Header["kid"] = kr.activeKID
+	for k, v := range header {
+		t.Header[k] = v
+	}
+	tok, err := t.SignedString(kr.signer)
+	if err != nil {
+		panic(err)
+	}
+	return tok
+}
+
+// ActiveKID is the kid the replica signs with.
+func (s *Service) ActiveKID() string { return s.keys.Load().activeKID }
+
+// CacheLen is the number of cached verified tokens.
+func (s *Service) CacheLen() int { return s.cache.len() }
