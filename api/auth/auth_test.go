@@ -306,27 +306,31 @@ func TestAttackSuite(t *testing.T) {
 		"alg none":           noneHeader + "." + base64.RawURLEncoding.EncodeToString(tj) + ".",
 		"alg none (unsafe)":  sign(jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, claims(nil), s.Auth.ActiveKID()),
 		"HS256 with pub key": sign(jwt.SigningMethodHS256, pub, claims(nil), s.Auth.ActiveKID()),
-		"expired":            s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Minute)); c.IssuedAt = jwt.NewNumericDate(now.Add(-10 * time.Minute)); c.NotBefore = c.IssuedAt }), nil),
-		"no exp":             s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.ExpiresAt = nil }), nil),
-		"not yet valid":      s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.NotBefore = jwt.NewNumericDate(now.Add(5 * time.Minute)) }), nil),
-		"issued in future":   s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.IssuedAt = jwt.NewNumericDate(now.Add(5 * time.Minute)) }), nil),
-		"lifetime too long":  s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.ExpiresAt = jwt.NewNumericDate(now.Add(24 * time.Hour)) }), nil),
-		"wrong aud":          s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.Audience = jwt.ClaimStrings{"other-api"} }), nil),
-		"wrong iss":          s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.Issuer = "evil" }), nil),
-		"unknown kid":        s.Auth.SignWithActiveKey(claims(nil), map[string]any{"kid": "no-such-key"}),
-		"no kid":             s.Auth.SignWithActiveKey(claims(nil), map[string]any{"kid": nil}),
-		"other key":          sign(jwt.SigningMethodEdDSA, otherKey, claims(nil), s.Auth.ActiveKID()),
-		"tampered payload":   parts[0] + "." + base64.RawURLEncoding.EncodeToString(tj) + "." + parts[2],
-		"role escalation":    s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.Role = "viewer" }), nil), // role differs from the user's
-		"invalid role":       s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.Role = "root" }), nil),
-		"unknown user":       s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.Subject = "00000000-0000-4000-8000-000000000000" }), nil),
-		"non-uuid sub":       s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.Subject = "' OR 1=1 --" }), nil),
-		"foreign session":    s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.SID = "00000000-0000-4000-8000-000000000000" }), nil),
-		"no sid":             s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.SID = "" }), nil),
-		"garbage":            "garbage",
-		"three dots":         "a.b.c",
-		"empty":              "",
-		"spaces":             "   ",
+		"expired": s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) {
+			c.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Minute))
+			c.IssuedAt = jwt.NewNumericDate(now.Add(-10 * time.Minute))
+			c.NotBefore = c.IssuedAt
+		}), nil),
+		"no exp":            s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.ExpiresAt = nil }), nil),
+		"not yet valid":     s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.NotBefore = jwt.NewNumericDate(now.Add(5 * time.Minute)) }), nil),
+		"issued in future":  s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.IssuedAt = jwt.NewNumericDate(now.Add(5 * time.Minute)) }), nil),
+		"lifetime too long": s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.ExpiresAt = jwt.NewNumericDate(now.Add(24 * time.Hour)) }), nil),
+		"wrong aud":         s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.Audience = jwt.ClaimStrings{"other-api"} }), nil),
+		"wrong iss":         s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.Issuer = "evil" }), nil),
+		"unknown kid":       s.Auth.SignWithActiveKey(claims(nil), map[string]any{"kid": "no-such-key"}),
+		"no kid":            s.Auth.SignWithActiveKey(claims(nil), map[string]any{"kid": nil}),
+		"other key":         sign(jwt.SigningMethodEdDSA, otherKey, claims(nil), s.Auth.ActiveKID()),
+		"tampered payload":  parts[0] + "." + base64.RawURLEncoding.EncodeToString(tj) + "." + parts[2],
+		"role escalation":   s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.Role = "viewer" }), nil), // role differs from the user's
+		"invalid role":      s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.Role = "root" }), nil),
+		"unknown user":      s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.Subject = "00000000-0000-4000-8000-000000000000" }), nil),
+		"non-uuid sub":      s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.Subject = "' OR 1=1 --" }), nil),
+		"foreign session":   s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.SID = "00000000-0000-4000-8000-000000000000" }), nil),
+		"no sid":            s.Auth.SignWithActiveKey(claims(func(c *auth.Claims) { c.SID = "" }), nil),
+		"garbage":           "garbage",
+		"three dots":        "a.b.c",
+		"empty":             "",
+		"spaces":            "   ",
 	}
 	for name, bad := range attacks {
 		t.Run(name, func(t *testing.T) {

@@ -142,10 +142,7 @@ func (s *Service) reloadKeys(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.reloadMu.Lock()
 	s.keys.Store(kr)
-	s.lastReload = time.Now()
-	s.reloadMu.Unlock()
 	return nil
 }
 
@@ -154,7 +151,7 @@ func (s *Service) reloadKeys(ctx context.Context) error {
 // reloadMinDelay so that garbage kids cannot hammer the database.
 func (s *Service) reloadForUnknownKID(ctx context.Context) bool {
 	s.reloadMu.Lock()
-	if time.Since(s.lastReload) < reloadMinDelay {
+	if !s.lastReload.IsZero() && time.Since(s.lastReload) < reloadMinDelay {
 		s.reloadMu.Unlock()
 		return false
 	}
