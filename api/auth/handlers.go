@@ -108,6 +108,7 @@ func (s *Service) handleLogin(c echo.Context) error {
 	if wait > 0 {
 		p := web.NewProblem(http.StatusTooManyRequests, "too many failed logins; try again later")
 		p.RetryAfter = wait
+		s.metrics.logins.WithLabelValues("throttled").Inc()
 		web.SetAuditDetail(c, map[string]any{"email": account, "throttled": true})
 		return p
 	}
@@ -136,6 +137,7 @@ func (s *Service) handleLogin(c echo.Context) error {
 		web.SetAuditActor(c, id)
 	}
 	if !ok {
+		s.metrics.logins.WithLabelValues("failure").Inc()
 		if err := s.recordFailure(context.WithoutCancel(ctx), account, ip, now); err != nil {
 			return err
 		}
@@ -148,6 +150,7 @@ func (s *Service) handleLogin(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	s.metrics.logins.WithLabelValues("success").Inc()
 	return web.JSON(c, http.StatusOK, resp)
 }
 
@@ -169,6 +172,7 @@ func (s *Service) handleRefresh(c echo.Context) error {
 	}
 	switch out {
 	case refreshReused:
+		s.metrics.refreshReuse.Inc()
 		web.SetAuditDetail(c, map[string]any{"reuse_detected": true, "session": familyID})
 		if s.audit != nil {
 			e := web.Event{

@@ -16,9 +16,11 @@ import (
 	"time"
 
 	"github.com/corpintel/corpintel/api/web"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Token lifetimes.
@@ -51,6 +53,9 @@ type Options struct {
 	RotateEvery time.Duration
 	// CacheSize bounds the verified-token cache (entries); 0 means 100 000.
 	CacheSize int
+	// Registerer, when set, gets the auth metrics (logins, token cache, refresh reuse,
+	// key maintenance failures).
+	Registerer prometheus.Registerer
 	// Throttle limits; zero values take the defaults (5 per account, 20 per IP, 15 min).
 	AccountFailures, IPFailures int
 	FailureWindow               time.Duration
@@ -77,6 +82,8 @@ type Service struct {
 
 	cache     *tokenCache
 	listening atomic.Bool
+	parser    *jwt.Parser
+	metrics   *metrics
 }
 
 var (
@@ -112,6 +119,17 @@ func NewService(ctx context.Context, o Options) (*Service, error) {
 	if s.sessionAge <= 0 {
 		s.sessionAge = DefaultSessionAge
 	}
+	s.parser = jwt.NewParser(
+		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
+		jwt.WithIssuer(s.issuer), jwt.WithAudience(s.audience),
+		jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(Leeway),
+		jwt.WithTimeFunc(s.now),
+	)
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -185,6 +203,7 @@ func (s *Service) RunRotation(ctx context.Context, every time.Duration) {
 	defer t.Stop()
 	for {
 		if err := s.MaintainOnce(ctx, every); err != nil && ctx.Err() == nil {
+			s.metrics.maintenanceErrors.Inc()
 			s.log.ErrorContext(ctx, "signing key maintenance failed", "err", err)
 		}
 		select {
