@@ -254,7 +254,6 @@ func BuildSpec(cfg *config.Config, secrets SecretFiles, host Host) (Spec, error)
 		return Spec{}, err
 	}
 	pg.Env = []string{
-		"PGDATA=/var/lib/postgresql/data/pgdata",
 		"POSTGRES_DB=" + cfg.Postgres.DB,
 		"POSTGRES_PASSWORD_FILE=/run/secrets/" + SecretPostgresPassword,
 		"POSTGRES_USER=" + cfg.Postgres.User,
@@ -279,8 +278,9 @@ func BuildSpec(cfg *config.Config, secrets SecretFiles, host Host) (Spec, error)
 	rd.Env = []string{"REDIS_PASSWORD_FILE=/run/secrets/" + SecretRedisPassword}
 	rd.Cmd = []string{"redis-server", "--appendonly", "yes", "--maxmemory", strconv.FormatInt(int64(maxmem), 10), "--maxmemory-policy", "allkeys-lru"}
 	rd.Mounts = append([]Mount{{Type: "volume", Source: VolumeName(p, ServiceRedis), Target: "/data"}}, rd.Mounts...)
+	// The password travels in REDISCLI_AUTH, never in argv.
 	rd.Health = withTest(statefulHealth, "CMD-SHELL",
-		`redis-cli --no-auth-warning -a "$(cat /run/secrets/`+SecretRedisPassword+`)" ping | grep -q PONG`)
+		`REDISCLI_AUTH="$(cat /run/secrets/`+SecretRedisPassword+`)" redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG`)
 
 	// minio
 	mn, err := base(ServiceMinIO)
@@ -293,9 +293,7 @@ func BuildSpec(cfg *config.Config, secrets SecretFiles, host Host) (Spec, error)
 	}
 	mn.Cmd = []string{"minio", "server", "/data", "--address", ":9000", "--console-address", ":9001"}
 	mn.Mounts = append([]Mount{{Type: "volume", Source: VolumeName(p, ServiceMinIO), Target: "/data"}}, mn.Mounts...)
-	// The image has no curl; bash's /dev/tcp speaks enough HTTP for the liveness probe.
-	mn.Health = withTest(statefulHealth, "CMD", "bash", "-c",
-		`exec 3<>/dev/tcp/127.0.0.1/9000 && printf 'GET /minio/health/live HTTP/1.0\r\n\r\n' >&3 && head -n1 <&3 | grep -q ' 200 '`)
+	mn.Health = withTest(statefulHealth, "CMD", "curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:9000/minio/health/live")
 
 	// api
 	api, err := base(ServiceAPI)

@@ -1,0 +1,309 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/corpintel/corpintel/internal/docker"
+)
+
+// Engine is the slice of the Docker Engine the reconciler uses (internal/docker.Client
+// implements it; unit tests use a fake that fails on unexpected calls).
+type Engine interface {
+	ListContainers(ctx context.Context, labels map[string]string) ([]docker.Container, error)
+	InspectContainer(ctx context.Context, id string) (docker.Container, error)
+	CreateContainer(ctx context.Context, r docker.CreateRequest) (string, error)
+	StartContainer(ctx context.Context, id string) error
+	StopContainer(ctx context.Context, id string, timeout time.Duration) error
+	RemoveContainer(ctx context.Context, id string, force bool) error
+	RenameContainer(ctx context.Context, id, name string) error
+	WaitContainer(ctx context.Context, id string) (int, error)
+	Logs(ctx context.Context, id, tail string) (string, error)
+	CreateNetwork(ctx context.Context, name string, labels map[string]string) error
+	ListNetworks(ctx context.Context, labels map[string]string) ([]string, error)
+	RemoveNetwork(ctx context.Context, name string) error
+	CreateVolume(ctx context.Context, name string, labels map[string]string) error
+	ListVolumes(ctx context.Context, labels map[string]string) ([]string, error)
+	RemoveVolume(ctx context.Context, name string) error
+	ImageID(ctx context.Context, ref string) (string, error)
+}
+
+var _ Engine = (*docker.Client)(nil)
+
+// pollInterval is how often the health gate and job waits look at a container.
+const pollInterval = 250 * time.Millisecond
+
+// executor runs plan steps against the engine. It is the only writer of Docker state.
+type executor struct {
+	eng  Engine
+	spec Spec
+	log  *slog.Logger
+	// jobDone records a run-once job after success.
+	jobDone func(ctx context.Context, job string) error
+}
+
+// run executes the steps in order and stops at the first failure: later steps depend
+// on earlier ones (API after migrate after postgres).
+func (x *executor) run(ctx context.Context, p Plan) error {
+	for _, s := range p.Steps {
+		start := time.Now()
+		x.log.Info("step", "step", s.String())
+		if err := x.step(ctx, s); err != nil {
+			return fmt.Errorf("%s %s: %w", s.Kind, s.Name, err)
+		}
+		if s.Kind != StepBackoff {
+			x.log.Info("step done", "kind", string(s.Kind), "name", s.Name, "duration", time.Since(start).Round(time.Millisecond))
+		}
+	}
+	return nil
+}
+
+func (x *executor) step(ctx context.Context, s Step) error {
+	switch s.Kind {
+	case StepCreateNetwork:
+		return x.eng.CreateNetwork(ctx, s.Name, map[string]string{LabelProject: x.spec.Project})
+	case StepCreateVolume:
+		return x.eng.CreateVolume(ctx, s.Name, map[string]string{LabelProject: x.spec.Project})
+	case StepStart:
+		svc := x.service(s.Service)
+		_, err := x.startGated(ctx, svc, s.Replica, s.Name)
+		return err
+	case StepRecreate:
+		return x.recreateStopFirst(ctx, x.service(s.Service), s)
+	case StepRollout:
+		return x.rolloutNewFirst(ctx, x.service(s.Service), s)
+	case StepRename:
+		return x.eng.RenameContainer(ctx, s.OldID, s.Name)
+	case StepRemove:
+		grace := 10 * time.Second
+		if svc, ok := x.spec.Service(s.Service); ok {
+			grace = svc.Container.StopGrace
+		}
+		return x.stopRemove(ctx, s.OldID, grace)
+	case StepRunJob:
+		return x.runJob(ctx, s.Job)
+	case StepBackoff:
+		x.log.Warn("restart loop: leaving the container to Docker's restart backoff", "service", s.Service, "replica", s.Replica, "reason", s.Reason)
+		return nil
+	}
+	return fmt.Errorf("unknown step kind %q", s.Kind)
+}
+
+func (x *executor) service(name string) ServiceSpec {
+	svc, ok := x.spec.Service(name)
+	if !ok {
+		panic("supervisor: plan names service " + name + " that the spec lacks") // BuildPlan never does
+	}
+	return svc
+}
+
+// createRequest turns a container spec into an engine request.
+func (x *executor) createRequest(name string, c ContainerSpec, labels map[string]string, restart string) docker.CreateRequest {
+	r := docker.CreateRequest{
+		Name: name, Image: c.Image, Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, Labels: labels,
+		NanoCPUs: c.NanoCPUs, Memory: c.Memory, ShmSize: c.ShmSize,
+		Network: x.spec.Network, Aliases: c.Aliases, RestartPolicy: restart, StopTimeout: c.StopGrace,
+		LogMaxSize: "10m", LogMaxFile: 3,
+	}
+	for _, m := range c.Mounts {
+		r.Mounts = append(r.Mounts, docker.Mount(m))
+	}
+	if h := c.Health; h != nil {
+		r.Health = &docker.HealthCheck{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout, StartPeriod: h.StartPeriod, Retries: h.Retries}
+	}
+	return r
+}
+
+func (x *executor) serviceLabels(svc ServiceSpec, replica int) map[string]string {
+	return map[string]string{
+		LabelProject:    x.spec.Project,
+		LabelService:    svc.Name,
+		LabelReplica:    strconv.Itoa(replica),
+		LabelConfigHash: svc.Container.Hash,
+	}
+}
+
+// startGated creates and starts a container and waits until it is healthy. On failure
+// the new container is removed and the error carries its last health output and logs.
+func (x *executor) startGated(ctx context.Context, svc ServiceSpec, replica int, name string) (string, error) {
+	id, err := x.eng.CreateContainer(ctx, x.createRequest(name, svc.Container, x.serviceLabels(svc, replica), "unless-stopped"))
+	if err != nil {
+		return "", err
+	}
+	if err := x.eng.StartContainer(ctx, id); err != nil {
+		return "", errors.Join(err, x.eng.RemoveContainer(context.WithoutCancel(ctx), id, true))
+	}
+	if err := x.healthGate(ctx, id, name, svc.HealthTimeout); err != nil {
+		return "", errors.Join(err, x.eng.RemoveContainer(context.WithoutCancel(ctx), id, true))
+	}
+	return id, nil
+}
+
+// healthGate polls the container until it is healthy (or running, without a health
+// check), and fails early when it exits, is marked unhealthy or keeps restarting.
+func (x *executor) healthGate(ctx context.Context, id, name string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	var last docker.Container
+	for {
+		c, err := x.eng.InspectContainer(ctx, id)
+		if err != nil && ctx.Err() == nil {
+			return fmt.Errorf("health gate: %w", err)
+		}
+		if err == nil {
+			last = c
+			switch {
+			case c.State == StateRunning && (c.Health == HealthHealthy || c.Health == ""):
+				return nil
+			case c.State == StateExited || c.State == StateDead:
+				return x.gateFailure(ctx, last, fmt.Sprintf("exited with code %d", c.ExitCode))
+			case c.Health == HealthUnhealthy:
+				return x.gateFailure(ctx, last, "unhealthy")
+			case c.RestartCount >= 2:
+				return x.gateFailure(ctx, last, fmt.Sprintf("restarting (%d restarts)", c.RestartCount))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return x.gateFailure(context.WithoutCancel(ctx), last, fmt.Sprintf("not healthy within %s (state %s, health %s)", timeout, last.State, orNone(last.Health)))
+			}
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// gateFailure describes why a container failed its gate: the last health-check output
+// and the tail of its logs.
+func (x *executor) gateFailure(ctx context.Context, c docker.Container, why string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "container %s %s", c.Name, why)
+	if c.OOMKilled {
+		b.WriteString(" (OOM-killed: raise its memory limit)")
+	}
+	if n := len(c.HealthLog); n > 0 {
+		h := c.HealthLog[n-1]
+		fmt.Fprintf(&b, "; last health check exit %d: %s", h.ExitCode, strings.TrimSpace(h.Output))
+	}
+	if logs, err := x.eng.Logs(context.WithoutCancel(ctx), c.ID, "20"); err == nil && strings.TrimSpace(logs) != "" {
+		fmt.Fprintf(&b, "\n--- last log lines of %s ---\n%s", c.Name, strings.TrimRight(logs, "\n"))
+	}
+	return errors.New(b.String())
+}
+
+// stopRemove stops a container with grace and removes it.
+func (x *executor) stopRemove(ctx context.Context, id string, grace time.Duration) error {
+	if err := x.eng.StopContainer(ctx, id, grace); err != nil && !docker.IsNotFound(err) {
+		return err
+	}
+	return x.eng.RemoveContainer(ctx, id, true)
+}
+
+// recreateStopFirst replaces a container without ever running two on one volume: stop
+// old → rename it aside → create new → start → gate → remove old. On failure the new
+// container is removed and the old one gets its name back and is started again.
+func (x *executor) recreateStopFirst(ctx context.Context, svc ServiceSpec, s Step) error {
+	aside := s.Name + "-old"
+	if err := x.eng.StopContainer(ctx, s.OldID, svc.Container.StopGrace); err != nil && !docker.IsNotFound(err) {
+		return err
+	}
+	if s.OldName != aside {
+		if err := x.eng.RenameContainer(ctx, s.OldID, aside); err != nil {
+			return err
+		}
+	}
+	_, err := x.startGated(ctx, svc, s.Replica, s.Name)
+	if err == nil {
+		return x.eng.RemoveContainer(ctx, s.OldID, true)
+	}
+	// Roll back to the old container (and so the old spec).
+	bg := context.WithoutCancel(ctx)
+	x.log.Error("recreate failed; rolling back to the old container", "service", svc.Name, "container", s.Name, "err", err)
+	if rerr := x.eng.RenameContainer(bg, s.OldID, s.Name); rerr != nil {
+		return errors.Join(err, fmt.Errorf("rollback: %w", rerr))
+	}
+	if rerr := x.eng.StartContainer(bg, s.OldID); rerr != nil {
+		return errors.Join(err, fmt.Errorf("rollback: %w", rerr))
+	}
+	return fmt.Errorf("%w (rolled back to the old container)", err)
+}
+
+// rolloutNewFirst replaces a running stateless container: create the new one under a
+// temporary name → start → gate → stop and remove the old → rename the new. On failure
+// the old one keeps serving.
+func (x *executor) rolloutNewFirst(ctx context.Context, svc ServiceSpec, s Step) error {
+	tmp := s.Name + "-next"
+	newID, err := x.startGated(ctx, svc, s.Replica, tmp)
+	if err != nil {
+		return fmt.Errorf("%w (the old container keeps running)", err)
+	}
+	if err := x.stopRemove(ctx, s.OldID, svc.Container.StopGrace); err != nil {
+		return err
+	}
+	return x.eng.RenameContainer(ctx, newID, s.Name)
+}
+
+// runJob runs a one-shot job container on the stack network, waits for it, and removes
+// it; a failure carries the job's log tail.
+func (x *executor) runJob(ctx context.Context, name string) error {
+	var job JobSpec
+	for _, j := range x.spec.Jobs {
+		if j.Name == name {
+			job = j
+		}
+	}
+	if job.Name == "" {
+		return fmt.Errorf("job %s not in spec", name)
+	}
+	cname := JobContainerName(x.spec.Project, name)
+	labels := map[string]string{LabelProject: x.spec.Project, LabelJob: name}
+	id, err := x.eng.CreateContainer(ctx, x.createRequest(cname, job.Container, labels, "no"))
+	if err != nil {
+		return err
+	}
+	bg := context.WithoutCancel(ctx)
+	defer func() {
+		if err := x.eng.RemoveContainer(bg, id, true); err != nil {
+			x.log.Warn("remove job container", "job", name, "err", err)
+		}
+	}()
+	if err := x.eng.StartContainer(ctx, id); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, job.Timeout)
+	defer cancel()
+	code, err := x.eng.WaitContainer(wctx, id)
+	if err != nil {
+		return fmt.Errorf("job %s: %w%s", name, err, x.logTail(bg, id))
+	}
+	if code != 0 {
+		return fmt.Errorf("job %s exited with code %d%s", name, code, x.logTail(bg, id))
+	}
+	if job.Once && x.jobDone != nil {
+		return x.jobDone(ctx, name)
+	}
+	return nil
+}
+
+func (x *executor) logTail(ctx context.Context, id string) string {
+	logs, err := x.eng.Logs(ctx, id, "50")
+	if err != nil || strings.TrimSpace(logs) == "" {
+		return ""
+	}
+	return "\n--- last log lines ---\n" + strings.TrimRight(logs, "\n")
+}
