@@ -82,7 +82,7 @@ memory = "512MiB"
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	r, err := New(cfg, eng, st, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	r, err := NewReconciler(cfg, eng, st, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,19 +218,19 @@ func TestIntegrationReconcile(t *testing.T) {
 	}
 
 	// Scale up and down; the stored scale survives a new reconciler.
-	if err := s.r.SetScale(ctx, ServiceAPI, 2); err != nil {
+	if err := s.r.SetScale(ServiceAPI, 2); err != nil {
 		t.Fatal(err)
 	}
 	s.reconcile(t)
 	s.assertReady(t, append(all, p+"-api-2")...)
-	r2, err := New(s.cfg, s.eng, s.st, s.r.log)
+	r2, err := NewReconciler(s.cfg, s.eng, s.st, s.r.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n, err := r2.Scale(ctx, ServiceAPI); n != 2 || err != nil {
 		t.Errorf("stored scale %d %v", n, err)
 	}
-	if err := s.r.SetScale(ctx, ServiceAPI, 1); err != nil {
+	if err := s.r.SetScale(ServiceAPI, 1); err != nil {
 		t.Fatal(err)
 	}
 	s.reconcile(t)

@@ -26,6 +26,8 @@ type Reconciler struct {
 	state *state.Store
 	log   *slog.Logger
 
+	closers []func() error
+
 	pass sync.Mutex // one pass at a time
 
 	mu      sync.Mutex // guards the fields below
@@ -34,13 +36,52 @@ type Reconciler struct {
 	host    Host
 }
 
-// New returns a reconciler for cfg's project. Host facts are read once here.
-func New(cfg *config.Config, eng Engine, st *state.Store, log *slog.Logger) (*Reconciler, error) {
+var _ Stack = (*Reconciler)(nil)
+
+// NewReconciler returns a reconciler for cfg's project over an engine and a state
+// store it does not own. Host facts are read once here.
+func NewReconciler(cfg *config.Config, eng Engine, st *state.Store, log *slog.Logger) (*Reconciler, error) {
 	cpus, mem, err := HostResources()
 	if err != nil {
 		return nil, err
 	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return &Reconciler{cfg: cfg, eng: eng, state: st, log: log, force: map[string]bool{}, host: Host{CPUs: cpus, Memory: mem}}, nil
+}
+
+// OpenReconciler connects to the Docker Engine (DOCKER_HOST or the local socket),
+// opens the state store in cfg.StateDir and returns a reconciler that owns both;
+// Close releases them. This is what `corpintel supervisor` wires in as its Stack.
+func OpenReconciler(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Reconciler, error) {
+	eng, err := docker.New(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := state.Open(ctx, cfg.StateDir)
+	if err != nil {
+		eng.Close()
+		return nil, err
+	}
+	r, err := NewReconciler(cfg, eng, st, log)
+	if err != nil {
+		st.Close()
+		eng.Close()
+		return nil, err
+	}
+	r.closers = []func() error{st.Close, eng.Close}
+	return r, nil
+}
+
+// Close releases what OpenReconciler opened (a no-op for NewReconciler's).
+func (r *Reconciler) Close() error {
+	var errs []error
+	for _, c := range r.closers {
+		errs = append(errs, c())
+	}
+	r.closers = nil
+	return errors.Join(errs...)
 }
 
 // Config returns the configuration the reconciler was built with.
@@ -140,9 +181,31 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (Plan, error) {
 	return plan, nil
 }
 
+// Reconcile is ReconcileOnce for the daemon (the Stack interface): whether the plan
+// changed anything and its String.
+func (r *Reconciler) Reconcile(ctx context.Context) (changed bool, summary string, err error) {
+	p, err := r.ReconcileOnce(ctx)
+	return p.HasChanges(), p.String(), err
+}
+
+// Services lists the services with their desired replicas, in start order.
+func (r *Reconciler) Services() []DesiredService {
+	out := make([]DesiredService, 0, len(Services))
+	for _, svc := range Services {
+		n, err := r.Scale(context.Background(), svc)
+		if err != nil {
+			r.log.Warn("read desired scale", "service", svc, "err", err)
+			n = r.cfg.API.Replicas
+		}
+		out = append(out, DesiredService{Name: svc, Replicas: n})
+	}
+	return out
+}
+
 // SetScale stores the desired replica count of a service (only "api" scales, 0…16);
 // it takes effect on the next pass and survives supervisor restarts.
-func (r *Reconciler) SetScale(ctx context.Context, service string, n int) error {
+func (r *Reconciler) SetScale(service string, n int) error {
+	ctx := context.Background()
 	if service != ServiceAPI {
 		if slices.Contains(Services, service) {
 			return fmt.Errorf("service %s runs exactly one container and cannot be scaled (only api scales)", service)

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
@@ -25,7 +26,6 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/stdcopy"
 )
 
@@ -81,7 +81,7 @@ func (c *Client) wrap(err error, format string, args ...any) error {
 	switch {
 	case client.IsErrConnectionFailed(err):
 		return fmt.Errorf("cannot reach the Docker Engine at %s: %v — is dockerd running? (systemctl start docker): %w", c.host, err, ErrUnreachable)
-	case errdefs.IsNotFound(err):
+	case cerrdefs.IsNotFound(err):
 		return fmt.Errorf("%s: %w: %v", what, ErrNotFound, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
@@ -237,7 +237,7 @@ func (c *Client) KillContainer(ctx context.Context, id, signal string) error {
 // with it, named volumes stay. A container that is already gone is not an error.
 func (c *Client) RemoveContainer(ctx context.Context, id string, force bool) error {
 	err := c.api.ContainerRemove(ctx, id, container.RemoveOptions{Force: force, RemoveVolumes: true})
-	if err != nil && !errdefs.IsNotFound(err) {
+	if err != nil && !cerrdefs.IsNotFound(err) {
 		return c.wrap(err, "remove container %s", id)
 	}
 	return nil
@@ -386,7 +386,7 @@ func (c *Client) ListNetworks(ctx context.Context, labels map[string]string) ([]
 
 // RemoveNetwork removes a network; a missing one is not an error.
 func (c *Client) RemoveNetwork(ctx context.Context, name string) error {
-	if err := c.api.NetworkRemove(ctx, name); err != nil && !errdefs.IsNotFound(err) {
+	if err := c.api.NetworkRemove(ctx, name); err != nil && !cerrdefs.IsNotFound(err) {
 		return c.wrap(err, "remove network %s", name)
 	}
 	return nil
@@ -415,7 +415,7 @@ func (c *Client) ListVolumes(ctx context.Context, labels map[string]string) ([]s
 
 // RemoveVolume removes a volume; a missing one is not an error.
 func (c *Client) RemoveVolume(ctx context.Context, name string) error {
-	if err := c.api.VolumeRemove(ctx, name, true); err != nil && !errdefs.IsNotFound(err) {
+	if err := c.api.VolumeRemove(ctx, name, true); err != nil && !cerrdefs.IsNotFound(err) {
 		return c.wrap(err, "remove volume %s", name)
 	}
 	return nil
