@@ -1,0 +1,133 @@
+// Package timeseries is the financial metrics API: bulk ingest of up to 10 000 points per
+// request (COPY into a staging table, then an idempotent upsert) and bucketed
+// aggregations (avg, min, max, sum, last). Storage is a TimescaleDB hypertable when the
+// extension was present at migration time, otherwise native monthly range partitions
+// that this package creates ahead of time and on demand. Aggregations are cached per
+// company and invalidated by ingest.
+package timeseries
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/corpintel/corpintel/api/companies"
+	"github.com/corpintel/corpintel/api/rbac"
+	"github.com/corpintel/corpintel/api/web"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
+)
+
+// QueryTTL bounds how long an aggregation stays cached (ingest invalidates it).
+const QueryTTL = 5 * time.Minute
+
+// MonthsAhead is how many months of partitions New creates past the current one.
+const MonthsAhead = 3
+
+// Module serves /companies/{id}/metrics.
+type Module struct {
+	pool    *pgxpool.Pool
+	storage Storage
+	parts   *Partitions
+	cache   *companies.Cache
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+// New detects the storage and, for native partitions, creates the partitions of the
+// current month and the next MonthsAhead months.
+func New(ctx context.Context, pool *pgxpool.Pool, cache *companies.Cache, log *slog.Logger, now func() time.Time) (*Module, error) {
+	if now == nil {
+		now = time.Now
+	}
+	st, err := DetectStorage(ctx, pool)
+	if err != nil {
+		return nil, fmt.Errorf("timeseries: %w", err)
+	}
+	m := &Module{pool: pool, storage: st, cache: cache, log: log, now: now}
+	if st == Native {
+		m.parts = NewPartitions(pool, log)
+		if err := m.parts.EnsureAhead(ctx, now(), MonthsAhead); err != nil {
+			return nil, fmt.Errorf("timeseries: %w", err)
+		}
+	}
+	log.Info("metrics storage", "storage", st.String())
+	return m, nil
+}
+
+// Storage reports how metrics are stored.
+func (m *Module) Storage() Storage { return m.storage }
+
+var _ web.Module = (*Module)(nil)
+
+// Routes implements web.Module.
+func (m *Module) Routes() []web.Route {
+	return []web.Route{
+		{Method: http.MethodPost, Path: "/companies/:id/metrics", Perm: rbac.MetricsWrite, Tag: "metrics",
+			Audit: "metrics.ingest", MaxBody: MaxIngestBody, Handler: m.ingest,
+			Summary: "Ingest up to 10000 metric points (idempotent on company, metric, time)",
+			Request: IngestRequest{}, Response: IngestResult{}},
+		{Method: http.MethodGet, Path: "/companies/:id/metrics", Perm: rbac.MetricsRead, Tag: "metrics",
+			Handler: m.query, Response: Result{},
+			Summary: "Aggregate a company's metrics into time buckets",
+			Query: []web.Param{
+				{Name: "metric", Type: "string", Description: "one metric (default: all)"},
+				{Name: "from", Type: "string", Description: "RFC 3339 or date, inclusive (default: a year before to)"},
+				{Name: "to", Type: "string", Description: "RFC 3339 or date, exclusive (default: end of the current bucket)"},
+				{Name: "bucket", Type: "string", Description: "bucket width: 1h, 1d, 7d, 30d, … (default 1d)"},
+				{Name: "agg", Type: "string", Description: "avg, min, max, sum or last (default avg)"},
+			}},
+	}
+}
+
+func (m *Module) ingest(c echo.Context) error {
+	id := c.Param("id")
+	if !companies.ValidID(id) {
+		return web.ErrNotFound()
+	}
+	web.SetAuditTarget(c, "company:"+id)
+	req, err := DecodeIngest(c.Request(), m.now())
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	if m.parts != nil {
+		if err := m.parts.Ensure(ctx, months(req.Points)); err != nil {
+			return err
+		}
+	}
+	res, err := ingest(ctx, m.pool, id, req.Points)
+	if err != nil {
+		return err
+	}
+	m.cache.Bump(context.WithoutCancel(ctx), companies.MetricsNamespace(id))
+	web.SetAuditDetail(c, map[string]any{"received": res.Received, "inserted": res.Inserted, "updated": res.Updated})
+	return web.JSON(c, http.StatusOK, res)
+}
+
+func (m *Module) query(c echo.Context) error {
+	id := c.Param("id")
+	if !companies.ValidID(id) {
+		return web.ErrNotFound()
+	}
+	q, err := ParseQuery(c.QueryParams(), m.now())
+	if err != nil {
+		return err
+	}
+	var res Result
+	_, err = m.cache.LoadVersioned(c.Request().Context(), companies.MetricsNamespace(id), q.cacheKey(), QueryTTL, &res,
+		func(ctx context.Context) (any, error) { return aggregate(ctx, m.pool, m.storage, id, q) })
+	if err != nil {
+		return err
+	}
+	return web.JSON(c, http.StatusOK, res)
+}
+
+func (q Query) cacheKey() string {
+	h := sha256.Sum256(fmt.Appendf(nil, "%s|%d|%d|%d|%s", q.Metric, q.From.UnixNano(), q.To.UnixNano(), q.Bucket, q.Agg))
+	return hex.EncodeToString(h[:16])
+}
