@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/corpintel/corpintel/api/db"
 	"github.com/corpintel/corpintel/api/rbac"
 	"github.com/corpintel/corpintel/api/web"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -44,7 +45,7 @@ type Module struct {
 
 // New returns the companies module. It checks once whether pg_trgm is installed.
 func New(ctx context.Context, pool *pgxpool.Pool, cache *Cache, log *slog.Logger, now func() time.Time) (*Module, error) {
-	trgm, err := hasTrigram(ctx, pool)
+	trgm, err := db.HasExtension(ctx, pool, "pg_trgm")
 	if err != nil {
 		return nil, fmt.Errorf("companies: %w", err)
 	}

@@ -31,16 +31,6 @@ func scanCompany(row pgx.Row, extra ...any) (Company, error) {
 	return c, err
 }
 
-// hasTrigram reports whether pg_trgm is installed in the database.
-func hasTrigram(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
-	var ok bool
-	err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm')`).Scan(&ok)
-	if err != nil {
-		return false, fmt.Errorf("check for pg_trgm: %w", err)
-	}
-	return ok, nil
-}
-
 func (s *store) get(ctx context.Context, id string) (Company, error) {
 	c, err := scanCompany(s.pool.QueryRow(ctx, `SELECT `+columns+` FROM companies WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -13,6 +13,16 @@
 -- partition is a safety net that new partitions take their rows back from.
 DO $$
 BEGIN
+    -- Same test as db.TimescaleAvailable: installed, or offered and preloaded.
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')
+       AND EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')
+       AND current_setting('shared_preload_libraries') LIKE '%timescaledb%' THEN
+        BEGIN
+            CREATE EXTENSION IF NOT EXISTS timescaledb;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'timescaledb unavailable, using native partitions: %', SQLERRM;
+        END;
+    END IF;
     IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') THEN
         EXECUTE $ddl$
             CREATE TABLE IF NOT EXISTS financial_metrics (
