@@ -5,6 +5,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -234,4 +238,100 @@ func newClientPing(ctx context.Context, o *redis.Options) error {
 	c := redis.NewClient(o)
 	defer c.Close()
 	return c.Ping(ctx).Err()
+}
+
+func TestSweepStale(t *testing.T) {
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Skip("no `true` binary:", err)
+	}
+	tests := []struct {
+		name      string
+		owner     string
+		wantSwept bool
+	}{
+		{"dead owner", strconv.Itoa(dead.Process.Pid), true},
+		{"live owner", strconv.Itoa(os.Getpid()), false},
+		{"garbage owner", "not-a-pid", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, err := os.MkdirTemp("", "corpintel-testenv-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = os.RemoveAll(dir) })
+			if err := os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(tt.owner), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			sweepStale()
+			_, err = os.Stat(dir)
+			if swept := os.IsNotExist(err); swept != tt.wantSwept {
+				t.Errorf("swept = %v, want %v", swept, tt.wantSwept)
+			}
+		})
+	}
+}
+
+func TestLookBin(t *testing.T) {
+	exe := filepath.Join(t.TempDir(), "server")
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	plain := filepath.Join(t.TempDir(), "plain")
+	if err := os.WriteFile(plain, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		env        string
+		candidates []string
+		want       string
+		wantErr    bool
+	}{
+		{name: "env wins", env: exe, want: exe},
+		{name: "env not executable", env: plain, wantErr: true},
+		{name: "candidate", candidates: []string{plain, exe}, want: exe},
+		{name: "nothing", candidates: []string{plain}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("CORPINTEL_TEST_BIN", tt.env)
+			got, err := lookBin("CORPINTEL_TEST_BIN", "corpintel-no-such-binary", tt.candidates...)
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Errorf("lookBin = %q, %v; want %q (error %v)", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestStopAllThenRestart(t *testing.T) {
+	ctx := context.Background()
+	before := Redis(t)
+	StopAll()
+	if err := newClientPing(ctx, before.Options()); err == nil {
+		t.Fatal("shared server still answers after StopAll")
+	}
+	after := Redis(t)
+	if err := after.Client(t).Ping(ctx).Err(); err != nil {
+		t.Fatalf("new shared server: %v", err)
+	}
+	if after.Addr == before.Addr {
+		t.Errorf("same address %s after restart", after.Addr)
+	}
+}
+
+func TestSharedServersCannotBeStopped(t *testing.T) {
+	r := &recordingTB{TB: t}
+	func() {
+		defer func() {
+			if p := recover(); p != nil && p != r {
+				panic(p)
+			}
+		}()
+		Redis(t).Stop(r)
+	}()
+	if !r.failed {
+		t.Error("stopping the shared Redis did not fail the test")
+	}
 }
