@@ -215,10 +215,19 @@ func FuzzParseFilter(f *testing.F) {
 		if strings.Count(where, "$") != len(args) {
 			t.Fatalf("where %q has %d args", where, len(args))
 		}
-		for _, a := range args {
-			if s, ok := a.(string); ok && strings.Contains(where, s) && s != "" {
-				t.Fatalf("argument %q leaked into SQL %q", s, where)
-			}
+		// The SQL depends on which filters are set, never on their values.
+		other := flt
+		if other.Actor != "" {
+			other.Actor = "z"
+		}
+		if other.Action != "" {
+			other.Action = "z"
+		}
+		if other.After != nil {
+			other.After = &Cursor{ID: 1}
+		}
+		if w2, _ := other.where(); w2 != where {
+			t.Fatalf("values leak into SQL: %q vs %q", where, w2)
 		}
 	})
 }
