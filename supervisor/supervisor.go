@@ -189,6 +189,10 @@ func (d *Daemon) dispatch(ctx context.Context, evch <-chan stackEvent, kick chan
 			notify(kick)
 			continue
 		}
+		if ev.Service == "" {
+			// One-shot jobs: the reconcile that runs them waits for them itself.
+			continue
+		}
 		d.log.Debug("docker event", "service", ev.Service, "action", ev.Action, "container", shortID(ev.Container))
 		if ev.Service == proxiedService && ev.healthChange() {
 			d.refreshBackends(ctx)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -226,8 +227,23 @@ func TestDaemonRun(t *testing.T) {
 
 	// A killed container triggers a reconcile quickly; exec noise does not.
 	fd.events <- events.Message{Type: events.ContainerEventType, Action: "exec_start: pg_isready", Actor: events.Actor{ID: "pg", Attributes: map[string]string{LabelProject: "p", LabelService: "postgres"}}}
+	fd.events <- events.Message{Type: events.ContainerEventType, Action: events.ActionDie, Actor: events.Actor{ID: "job", Attributes: map[string]string{LabelProject: "p", LabelJob: "migrate"}}}
 	fd.events <- events.Message{Type: events.ContainerEventType, Action: events.ActionDie, Actor: events.Actor{ID: "api1", Attributes: map[string]string{LabelProject: "p", LabelService: "api"}}}
 	waitReconcile(t, st)
+
+	// The replacement is recorded right after Reconcile returns.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		d.mu.Lock()
+		replaced := maps.Clone(d.restarts.replaced)
+		d.mu.Unlock()
+		if len(replaced["api"]) == 1 && len(replaced[""]) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replacements %v: a job's exit counted, or the API's did not", replaced)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 
 	c := NewClient(sock)
 	rep, err := c.Status(ctx)
