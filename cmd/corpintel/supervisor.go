@@ -113,7 +113,12 @@ func runSupervisor(ctx context.Context, flags *configFlags, stdout, stderr io.Wr
 	}
 	defer dc.Close()
 
-	stack, err := newStack(ctx, cfg, log)
+	stacks, err := openStackFactory(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer stacks.Close()
+	stack, err := stacks.build(cfg)
 	if err != nil {
 		return err
 	}
@@ -132,7 +137,7 @@ func runSupervisor(ctx context.Context, flags *configFlags, stdout, stderr io.Wr
 			if next.Project != cfg.Project || next.Listen != cfg.Listen || next.Socket != cfg.Socket {
 				return nil, errors.New("project, listen and socket cannot change on reload; restart the supervisor")
 			}
-			return newStack(ctx, next, log)
+			return stacks.build(next)
 		},
 		Ready: func(apiURL string) {
 			fmt.Fprintf(stdout, "API: %s (health: /health)\nCLI socket: %s\n", apiURL, cfg.Socket)
