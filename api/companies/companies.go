@@ -6,15 +6,14 @@ package companies
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
 
-	"github.com/corpintel/corpintel/api/db"
+	"github.com/corpintel/corpintel/api/app"
+	"github.com/corpintel/corpintel/api/cache"
 	"github.com/corpintel/corpintel/api/rbac"
 	"github.com/corpintel/corpintel/api/web"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 )
 
@@ -38,24 +37,23 @@ func MetricsNamespace(id string) string { return "metrics:" + id }
 // Module serves /companies.
 type Module struct {
 	st    store
-	cache *Cache
+	cache *cache.Cache
 	log   *slog.Logger
 	now   func() time.Time
 }
 
-// New returns the companies module. It checks once whether pg_trgm is installed.
-func New(ctx context.Context, pool *pgxpool.Pool, cache *Cache, log *slog.Logger, now func() time.Time) (*Module, error) {
-	trgm, err := db.HasExtension(ctx, pool, "pg_trgm")
-	if err != nil {
-		return nil, fmt.Errorf("companies: %w", err)
-	}
-	if !trgm {
-		log.Warn("pg_trgm is not installed; company search falls back to ILIKE scans")
-	}
+// New returns the companies module. Whether pg_trgm is installed is checked on the first
+// search.
+func New(d app.Deps) *Module {
+	now := d.Now
 	if now == nil {
 		now = time.Now
 	}
-	return &Module{st: store{pool: pool, trgm: trgm}, cache: cache, log: log, now: now}, nil
+	log := d.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Module{st: store{pool: d.Pool, log: log}, cache: d.Cache, log: log, now: now}
 }
 
 var _ web.Module = (*Module)(nil)
@@ -88,8 +86,7 @@ func (m *Module) get(c echo.Context) error {
 	if !ValidID(id) {
 		return web.ErrNotFound()
 	}
-	var co Company
-	_, err := m.cache.Load(c.Request().Context(), ItemKey(id), ItemTTL, &co, func(ctx context.Context) (any, error) {
+	co, err := cache.GetOrLoad(c.Request().Context(), m.cache, ItemKey(id), ItemTTL, func(ctx context.Context) (Company, error) {
 		return m.st.get(ctx, id)
 	})
 	if err != nil {
@@ -103,8 +100,7 @@ func (m *Module) list(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var page Page
-	_, err = m.cache.LoadVersioned(c.Request().Context(), listNamespace, p.cacheKey(), ListTTL, &page, func(ctx context.Context) (any, error) {
+	page, err := cache.GetOrLoadIn(c.Request().Context(), m.cache, listNamespace, p.cacheKey(), ListTTL, func(ctx context.Context) (Page, error) {
 		return m.st.list(ctx, p)
 	})
 	if err != nil {
@@ -168,7 +164,9 @@ func (m *Module) delete(c echo.Context) error {
 		return err
 	}
 	m.invalidate(ctx, id)
-	m.cache.Bump(ctx, MetricsNamespace(id))
+	if err := m.cache.Bump(context.WithoutCancel(ctx), MetricsNamespace(id)); err != nil {
+		m.log.WarnContext(ctx, "cache invalidation failed", "err", err)
+	}
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -177,6 +175,10 @@ func (m *Module) delete(c echo.Context) error {
 // delete can leave a stale copy; ItemTTL bounds that window.
 func (m *Module) invalidate(ctx context.Context, id string) {
 	ctx = context.WithoutCancel(ctx)
-	m.cache.Delete(ctx, ItemKey(id))
-	m.cache.Bump(ctx, listNamespace)
+	if err := m.cache.Delete(ctx, ItemKey(id)); err != nil {
+		m.log.WarnContext(ctx, "cache invalidation failed", "err", err)
+	}
+	if err := m.cache.Bump(ctx, listNamespace); err != nil {
+		m.log.WarnContext(ctx, "cache invalidation failed", "err", err)
+	}
 }

@@ -35,7 +35,7 @@ func TestCRUD(t *testing.T) {
 	if c.Name != "Müller & Söhne AG — 東京支社" || *c.Ticker != "MSAG" || *c.Country != "DE" || *c.Employees != 1200 {
 		t.Fatalf("created %+v", c)
 	}
-	if ev := h.audit.last(); ev.Action != "company.create" || ev.Target != "company:"+c.ID || ev.Outcome != "success" {
+	if ev := h.lastEvent(); ev.Action != "company.create" || ev.Target != "company:"+c.ID || ev.Outcome != "success" {
 		t.Fatalf("audit %+v", ev)
 	}
 
@@ -255,8 +255,12 @@ func TestSearch(t *testing.T) {
 	}
 
 	// The ILIKE fallback (no pg_trgm) finds the same companies.
+	h.mod.st.mu.Lock()
 	h.mod.st.trgm = false
-	h.cache.Bump(context.Background(), listNamespace)
+	h.mod.st.mu.Unlock()
+	if err := h.cache.Bump(context.Background(), listNamespace); err != nil {
+		t.Fatal(err)
+	}
 	fb := listAll(t, h, url.Values{"q": {"apple"}, "limit": {"1"}})
 	if len(fb) != 3 {
 		t.Fatalf("fallback search: %v", names(fb))
@@ -310,7 +314,7 @@ func TestCache(t *testing.T) {
 	h.must(http.StatusOK, http.MethodGet, "/companies/"+c.ID, rbac.Viewer, nil, nil)
 	var p Page
 	h.must(http.StatusOK, http.MethodGet, "/companies?q=cached", rbac.Viewer, nil, &p)
-	if n, _ := h.rdb.Exists(ctx, h.cache.prefix+ItemKey(c.ID)).Result(); n != 1 {
+	if n, _ := h.rdb.Exists(ctx, h.prefix+"k:"+ItemKey(c.ID)).Result(); n != 1 {
 		t.Fatal("GET by id did not cache the company")
 	}
 	// A change made behind the API's back stays invisible while cached: reads are hits.
@@ -344,7 +348,7 @@ func TestCache(t *testing.T) {
 func TestCacheDown(t *testing.T) {
 	h := newHarness(t)
 	c := h.create("Uncached", "", nil)
-	_ = h.rdb.Close() // every Redis call now fails: reads go to PostgreSQL
+	_ = h.rdb.(interface{ Close() error }).Close() // every Redis call now fails: reads go to PostgreSQL
 	h.must(http.StatusOK, http.MethodGet, "/companies/"+c.ID, rbac.Viewer, nil, nil)
 	h.must(http.StatusOK, http.MethodGet, "/companies?q=unc", rbac.Viewer, nil, nil)
 	h.must(http.StatusOK, http.MethodPatch, "/companies/"+c.ID, rbac.Analyst, `{"sector":"Energy"}`, nil)

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
+	"github.com/corpintel/corpintel/api/db"
 	"github.com/corpintel/corpintel/api/web"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -19,7 +22,28 @@ const columns = `id, name, ticker, sector, industry, country, website, descripti
 // store is the SQL of the companies table.
 type store struct {
 	pool *pgxpool.Pool
-	trgm bool // pg_trgm installed: search ranks by similarity
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	trgm      bool // pg_trgm installed: search ranks by similarity
+	trgmKnown bool
+}
+
+// hasTrigram reports (once, then remembered) whether pg_trgm is installed.
+func (s *store) hasTrigram(ctx context.Context) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.trgmKnown {
+		ok, err := db.HasExtension(ctx, s.pool, "pg_trgm")
+		if err != nil {
+			return false, err
+		}
+		if !ok {
+			s.log.WarnContext(ctx, "pg_trgm is not installed; company search falls back to ILIKE scans")
+		}
+		s.trgm, s.trgmKnown = ok, true
+	}
+	return s.trgm, nil
 }
 
 func scanCompany(row pgx.Row, extra ...any) (Company, error) {
@@ -153,7 +177,14 @@ type Page struct {
 // ticker match first, then similarity, then name, id). It reads one row more than the
 // page to know whether another page follows.
 func (s *store) list(ctx context.Context, p ListParams) (Page, error) {
-	sql, args := s.listSQL(p)
+	trgm := false
+	if p.Q != "" {
+		var err error
+		if trgm, err = s.hasTrigram(ctx); err != nil {
+			return Page{}, fmt.Errorf("list companies: %w", err)
+		}
+	}
+	sql, args := listSQL(p, trgm)
 	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return Page{}, fmt.Errorf("list companies: %w", err)
@@ -192,7 +223,7 @@ func (s *store) list(ctx context.Context, p ListParams) (Page, error) {
 
 // listSQL builds the query for p. Only the filters in use appear in the SQL, so every
 // shape gets a plan that uses its index; every value is a bind parameter.
-func (s *store) listSQL(p ListParams) (string, []any) {
+func listSQL(p ListParams, trgm bool) (string, []any) {
 	var where []string
 	var args []any
 	arg := func(v any) string {
@@ -218,7 +249,7 @@ func (s *store) listSQL(p ListParams) (string, []any) {
 	q, upper, pat := arg(p.Q), arg(strings.ToUpper(p.Q)), arg(likePattern(p.Q))
 	match := "(ticker = " + upper + " OR name ILIKE " + pat + " OR ticker ILIKE " + pat
 	score := "0::float8"
-	if s.trgm {
+	if trgm {
 		match += " OR " + q + " <% name"
 		score = "(1 - greatest(word_similarity(" + q + ", name), similarity(" + q + ", coalesce(ticker, ''))))::float8"
 	} else {
