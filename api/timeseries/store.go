@@ -19,6 +19,8 @@ type IngestResult struct {
 	Inserted  int `json:"inserted"`
 	Updated   int `json:"updated"`
 	Unchanged int `json:"unchanged"`
+	// Duplicates are points repeated within the batch; the last one counted.
+	Duplicates int `json:"duplicates"`
 }
 
 // dedupe keeps the last value per (metric, time): a batch may repeat a point, but one
@@ -63,20 +65,26 @@ const stagingDDL = `CREATE TEMP TABLE IF NOT EXISTS metrics_staging (
 ) ON COMMIT DELETE ROWS`
 
 // upsertSQL merges the staged batch. Unchanged values are skipped by the WHERE, so
-// re-ingesting is cheap and reports them; (xmax = 0) tells inserts from updates.
-const upsertSQL = `WITH up AS (
+// re-ingesting writes nothing and reports them as unchanged. RETURNING cannot tell
+// inserts from updates on a partitioned table (no xmax there), so the statement also
+// counts the staged keys that existed before it (CTEs share one snapshot).
+const upsertSQL = `WITH existing AS (
+	SELECT count(*) AS n FROM metrics_staging s
+	JOIN financial_metrics f ON f.company_id = $1 AND f.metric = s.metric AND f.time = s.time
+), up AS (
 	INSERT INTO financial_metrics AS f (company_id, metric, time, value)
 	SELECT $1, metric, time, value FROM metrics_staging
 	ON CONFLICT (company_id, metric, time) DO UPDATE SET value = EXCLUDED.value
 	WHERE f.value IS DISTINCT FROM EXCLUDED.value
-	RETURNING (xmax = 0) AS inserted
-) SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up`
+	RETURNING 1
+) SELECT (SELECT n FROM existing), (SELECT count(*) FROM up)`
 
 // ingest writes points for company id: COPY into a session-local staging table, then
 // one INSERT … ON CONFLICT DO UPDATE, in one transaction.
 func ingest(ctx context.Context, pool *pgxpool.Pool, id string, points []Point) (IngestResult, error) {
 	res := IngestResult{Received: len(points)}
 	points = dedupe(points)
+	res.Duplicates = res.Received - len(points)
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		// The row lock makes a concurrent DELETE of the company wait for this batch; its
 		// cascade trigger then removes these points too (see migration 0021).
@@ -103,11 +111,13 @@ func ingest(ctx context.Context, pool *pgxpool.Pool, id string, points []Point) 
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"metrics_staging"}, []string{"metric", "time", "value"}, src); err != nil {
 			return fmt.Errorf("copy: %w", err)
 		}
-		var ins, upd int64
-		if err := tx.QueryRow(ctx, upsertSQL, id).Scan(&ins, &upd); err != nil {
+		var existed, written int64
+		if err := tx.QueryRow(ctx, upsertSQL, id).Scan(&existed, &written); err != nil {
 			return fmt.Errorf("upsert: %w", err)
 		}
-		res.Inserted, res.Updated = int(ins), int(upd)
+		// Keys that did not exist were inserted; the rest of the written rows were updates.
+		res.Inserted = len(points) - int(existed)
+		res.Updated = int(written) - res.Inserted
 		return nil
 	})
 	if err != nil {
@@ -117,7 +127,7 @@ func ingest(ctx context.Context, pool *pgxpool.Pool, id string, points []Point) 
 		}
 		return res, fmt.Errorf("ingest metrics for %s: %w", id, err)
 	}
-	res.Unchanged = res.Received - res.Inserted - res.Updated
+	res.Unchanged = len(points) - res.Inserted - res.Updated
 	return res, nil
 }
 

@@ -13,8 +13,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
+	"github.com/corpintel/corpintel/api/app"
+	"github.com/corpintel/corpintel/api/cache"
 	"github.com/corpintel/corpintel/api/companies"
 	"github.com/corpintel/corpintel/api/rbac"
 	"github.com/corpintel/corpintel/api/web"
@@ -25,42 +28,66 @@ import (
 // QueryTTL bounds how long an aggregation stays cached (ingest invalidates it).
 const QueryTTL = 5 * time.Minute
 
-// MonthsAhead is how many months of partitions New creates past the current one.
+// MonthsAhead is how many months of partitions Prepare creates past the current one.
 const MonthsAhead = 3
 
 // Module serves /companies/{id}/metrics.
 type Module struct {
-	pool    *pgxpool.Pool
+	pool  *pgxpool.Pool
+	parts *Partitions
+	cache *cache.Cache
+	log   *slog.Logger
+	now   func() time.Time
+
+	mu      sync.Mutex
 	storage Storage
-	parts   *Partitions
-	cache   *companies.Cache
-	log     *slog.Logger
-	now     func() time.Time
+	known   bool // storage detected
 }
 
-// New detects the storage and, for native partitions, creates the partitions of the
-// current month and the next MonthsAhead months.
-func New(ctx context.Context, pool *pgxpool.Pool, cache *companies.Cache, log *slog.Logger, now func() time.Time) (*Module, error) {
+// New returns the metrics module. The storage (hypertable or native partitions) is read
+// from the catalog on first use; call Prepare at start-up to create partitions ahead.
+func New(d app.Deps) *Module {
+	now := d.Now
 	if now == nil {
 		now = time.Now
 	}
-	st, err := DetectStorage(ctx, pool)
-	if err != nil {
-		return nil, fmt.Errorf("timeseries: %w", err)
+	log := d.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	m := &Module{pool: pool, storage: st, cache: cache, log: log, now: now}
-	if st == Native {
-		m.parts = NewPartitions(pool, log)
-		if err := m.parts.EnsureAhead(ctx, now(), MonthsAhead); err != nil {
-			return nil, fmt.Errorf("timeseries: %w", err)
-		}
-	}
-	log.Info("metrics storage", "storage", st.String())
-	return m, nil
+	return &Module{pool: d.Pool, parts: NewPartitions(d.Pool, log), cache: d.Cache, log: log, now: now}
 }
 
-// Storage reports how metrics are stored.
-func (m *Module) Storage() Storage { return m.storage }
+// Prepare detects the storage and, for native partitions, creates the partitions of the
+// current month and the next MonthsAhead months, so the ingest path rarely waits on DDL.
+// Run it at start-up after migrations; it is idempotent and safe on every replica.
+func Prepare(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, now time.Time) (Storage, error) {
+	st, err := DetectStorage(ctx, pool)
+	if err != nil {
+		return st, fmt.Errorf("timeseries: %w", err)
+	}
+	if st == Native {
+		if err := NewPartitions(pool, log).EnsureAhead(ctx, now, MonthsAhead); err != nil {
+			return st, fmt.Errorf("timeseries: %w", err)
+		}
+	}
+	log.InfoContext(ctx, "metrics storage ready", "storage", st.String())
+	return st, nil
+}
+
+// Storage reports how metrics are stored (detected on first use).
+func (m *Module) Storage(ctx context.Context) (Storage, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.known {
+		st, err := DetectStorage(ctx, m.pool)
+		if err != nil {
+			return st, err
+		}
+		m.storage, m.known = st, true
+	}
+	return m.storage, nil
+}
 
 var _ web.Module = (*Module)(nil)
 
@@ -95,7 +122,11 @@ func (m *Module) ingest(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	if m.parts != nil {
+	st, err := m.Storage(ctx)
+	if err != nil {
+		return err
+	}
+	if st == Native {
 		if err := m.parts.Ensure(ctx, months(req.Points)); err != nil {
 			return err
 		}
@@ -104,7 +135,9 @@ func (m *Module) ingest(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	m.cache.Bump(context.WithoutCancel(ctx), companies.MetricsNamespace(id))
+	if err := m.cache.Bump(context.WithoutCancel(ctx), companies.MetricsNamespace(id)); err != nil {
+		m.log.WarnContext(ctx, "cache invalidation failed", "err", err)
+	}
 	web.SetAuditDetail(c, map[string]any{"received": res.Received, "inserted": res.Inserted, "updated": res.Updated})
 	return web.JSON(c, http.StatusOK, res)
 }
@@ -118,9 +151,12 @@ func (m *Module) query(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var res Result
-	_, err = m.cache.LoadVersioned(c.Request().Context(), companies.MetricsNamespace(id), q.cacheKey(), QueryTTL, &res,
-		func(ctx context.Context) (any, error) { return aggregate(ctx, m.pool, m.storage, id, q) })
+	st, err := m.Storage(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	res, err := cache.GetOrLoadIn(c.Request().Context(), m.cache, companies.MetricsNamespace(id), q.cacheKey(), QueryTTL,
+		func(ctx context.Context) (Result, error) { return aggregate(ctx, m.pool, st, id, q) })
 	if err != nil {
 		return err
 	}
