@@ -13,14 +13,16 @@ import (
 	"github.com/corpintel/corpintel/api/rbac"
 )
 
-func pt(metric string, t time.Time, v float64) Point { return Point{Metric: metric, Time: t, Value: &v} }
+func pt(metric string, t time.Time, v float64) Point {
+	return Point{Metric: metric, Time: t, Value: &v}
+}
 
 // reference computes what an aggregation must return from the points themselves.
 func reference(points []Point, metric string, from, to time.Time, bucket time.Duration, agg Agg) map[time.Time]float64 {
 	type acc struct {
 		sum, min, max, last float64
-		lastT              time.Time
-		n                  int
+		lastT               time.Time
+		n                   int
 	}
 	accs := map[time.Time]*acc{}
 	for _, p := range dedupe(points) {
