@@ -18,6 +18,8 @@
 #   RECOVERY_RUNS   recoveries to measure (default 3)
 #   IDLE_SECONDS    settle time before the RSS reading (default 20)
 #   RESULT          output file (default bench/results/stack.json)
+#   SUPERVISOR_LOG  copy the supervisor's log there (before the compose part)
+#   KEEP_WORK=1     keep the work dir (configs, logs, compose file) when a step fails
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,7 +56,13 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 log() { printf 'bench: %s\n' "$*" >&2; }
 
 cleanup() {
+	local rc=$?
 	set +e
+	if (( rc != 0 )); then
+		for f in "$work"/supervisor.log "$work"/compose.log; do
+			[[ -s $f ]] && { echo "--- $f (tail)" >&2; tail -25 "$f" >&2; }
+		done
+	fi
 	[[ -n $sup_pid ]] && kill "$sup_pid" 2>/dev/null && wait "$sup_pid" 2>/dev/null
 	[[ -f $work/compose.json ]] && "${compose[@]}" -p "$cproject" -f "$work/compose.json" down -v --remove-orphans >/dev/null 2>&1
 	for kind in container volume network; do
@@ -66,7 +74,11 @@ cleanup() {
 			[[ -n $ids ]] && docker "$kind" rm $ids >/dev/null
 		fi
 	done
-	rm -rf "$work"
+	if (( rc != 0 )) && [[ -n ${KEEP_WORK:-} ]]; then
+		echo "bench: kept $work" >&2
+	else
+		rm -rf "$work"
+	fi
 }
 trap cleanup EXIT
 
@@ -103,8 +115,15 @@ curl -fsS "http://127.0.0.1:$port/health" >/dev/null || { log "GET /health throu
 log "corpintel: healthy after ${corpintel_cold} s"
 
 # --- the equivalent compose file, from what corpintel created -------------------------
-ids=$(docker ps -q --filter "label=io.corpintel.project=$project" --filter "label=io.corpintel.service")
-docker inspect $ids >"$work/inspect.json"
+# The four services must all be there (a recreate may be in flight when images change).
+deadline=$(( $(date +%s) + 120 ))
+while :; do
+	ids=$(docker ps -q --filter "label=io.corpintel.project=$project" --filter "label=io.corpintel.service")
+	docker inspect $ids >"$work/inspect.json"
+	[[ $(jq '[.[].Config.Labels["io.corpintel.service"]] | unique | length' "$work/inspect.json") -ge 4 ]] && break
+	(( $(date +%s) < deadline )) || { log "not all services are running"; exit 1; }
+	sleep 0.5
+done
 python3 - "$work/inspect.json" "$work/compose.json" <<'PY'
 import json, sys
 inspect = json.load(open(sys.argv[1]))
@@ -153,7 +172,16 @@ migrate["command"] = ["api", "migrate"]
 migrate["depends_on"] = {"postgres": {"condition": "service_healthy"}}
 services["migrate"] = migrate
 services["api"]["depends_on"] = dict(services["api"]["depends_on"], migrate={"condition": "service_completed_successfully"})
-json.dump({"services": services, "volumes": volumes}, open(sys.argv[2], "w"), indent=2)
+def escape(v):
+    """Compose interpolates $VAR in every string; the values are literal."""
+    if isinstance(v, str):
+        return v.replace("$", "$$")
+    if isinstance(v, list):
+        return [escape(x) for x in v]
+    if isinstance(v, dict):
+        return {k: escape(x) for k, x in v.items()}
+    return v
+json.dump({"services": escape(services), "volumes": volumes}, open(sys.argv[2], "w"), indent=2)
 PY
 
 # --- recovery after docker kill of an API replica -------------------------------------
@@ -184,6 +212,7 @@ rss_kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$sup_pid/status")
 rss_mb=$(awk -v k="$rss_kb" 'BEGIN { printf "%.1f", k / 1024 }')
 
 # --- stop corpintel's stack, then the compose cold start ---------------------------------
+[[ -n ${SUPERVISOR_LOG:-} ]] && cp "$work/supervisor.log" "$SUPERVISOR_LOG"
 "$bin" stop --config "$work/corpintel.toml" >/dev/null
 kill "$sup_pid"; wait "$sup_pid" 2>/dev/null || true; sup_pid=""
 
