@@ -9,8 +9,9 @@
 #   corpintel/api            ./Dockerfile      (bin/corpintel from `make bin`)
 #
 # An image is rebuilt only when its inputs hash changes: Dockerfile + every file copied
-# into its context + labels + base image ID. The hash is stored in the image label
-# io.corpintel.inputs-hash and compared with `docker image inspect`.
+# into its context + labels (not the revision, except for api) + base image ID. The
+# hash is stored in the image label io.corpintel.inputs-hash and compared with
+# `docker image inspect`.
 #
 # Knobs (environment variables):
 #   CORPINTEL_CACHE         cache root (rootfs tarballs, tools)  default: $HOME/.cache/corpintel
@@ -44,13 +45,22 @@ done
 log() { printf '[images %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 now() { date +%s; }
-sha() { sha256sum "$1" | cut -d' ' -f1; }
+# sha FILE: its SHA-256, memoised by device, inode, size and mtime (the MinIO binary is
+# 150 MB: hashing it on every no-op run would dominate).
+sha() {
+	local id memo
+	id=$(stat -L -c '%d-%i-%s-%.9Y-%.9Z' "$1")
+	memo=$CACHE/.sha/$(printf '%s %s' "$(readlink -f "$1")" "$id" | sha256sum | cut -c1-32)
+	if [[ -s $memo ]]; then cat "$memo"; return; fi
+	mkdir -p "$CACHE/.sha"
+	sha256sum "$1" | cut -d' ' -f1 | tee "$memo.$$" && mv -f "$memo.$$" "$memo"
+}
 # Modes are normalised (the checkout's umask must not leak into images or hashes).
 mode_of() { if [[ -x $1 ]]; then echo 0755; else echo 0644; fi; }
 
 docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || die "the Docker Engine is not reachable (is dockerd running? DOCKER_HOST=${DOCKER_HOST:-unset})"
 
-mkdir -p "$CACHE/rootfs" "$CACHE/logs"
+mkdir -p "$CACHE/rootfs" "$CACHE/logs" "$CACHE/.sha"
 exec 9>"$CACHE/.images.lock"
 flock 9
 
@@ -72,16 +82,20 @@ path_rev() {
 	echo "$r"
 }
 
-# Common OCI labels: label_args VERSION REVISION TITLE
+# Common OCI labels: set_labels VERSION REVISION TITLE. The revision goes into
+# `labels` (hashed) only for the api image, whose binary changes with every commit
+# anyway; for the others it is set at build time but not hashed (`extra`), so a rebase
+# or an unrelated commit does not rebuild an image whose inputs are the same.
 labels=()
+extra=()
 set_labels() {
 	labels=(
 		"org.opencontainers.image.title=$3"
 		"org.opencontainers.image.version=$1"
-		"org.opencontainers.image.revision=$2"
 		"org.opencontainers.image.source=$SOURCE"
 		"org.opencontainers.image.vendor=corpintel"
 	)
+	extra=("org.opencontainers.image.revision=$2")
 }
 
 # unchanged NAME TAG HASH: true (and records it) if TAG already carries HASH.
@@ -126,7 +140,7 @@ build_base() {
 	local changes=(-c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 		-c 'ENV LANG=C.UTF-8' -c 'CMD ["bash"]' -c "LABEL io.corpintel.inputs-hash=\"$h\"")
 	local l
-	for l in "${labels[@]}"; do changes+=(-c "LABEL ${l%%=*}=\"${l#*=}\""); done
+	for l in "${labels[@]}" "${extra[@]}"; do changes+=(-c "LABEL ${l%%=*}=\"${l#*=}\""); done
 	log "base: docker import ..."
 	docker import "${changes[@]}" "$tar" "$tag" >/dev/null
 	drop_old "$old" "$tag"
@@ -146,6 +160,10 @@ build_docker() {
 	[[ -n $base_id ]] || die "$name: corpintel/base:bookworm is missing (build base first)"
 	set_labels "$version" "$rev" "$title"
 	labels+=("org.opencontainers.image.base.name=corpintel/base:bookworm")
+	if [[ $name == api ]]; then
+		labels+=("${extra[@]}")
+		extra=()
+	fi
 	spec=$(
 		printf '%s\n' "$SCHEMA" "$tag" "base $base_id" "${labels[@]}"
 		printf 'file Dockerfile %s\n' "$(sha "$dockerfile")"
@@ -167,7 +185,7 @@ build_docker() {
 		cat "$dockerfile"
 		printf '\nLABEL'
 		local l v
-		for l in "${labels[@]}" "io.corpintel.inputs-hash=$h"; do
+		for l in "${labels[@]}" "${extra[@]}" "io.corpintel.inputs-hash=$h"; do
 			v=${l#*=}
 			v=${v//\\/\\\\}
 			printf ' \\\n\t%s="%s"' "${l%%=*}" "${v//\"/\\\"}"
