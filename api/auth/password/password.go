@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -73,19 +74,20 @@ func Verify(pw []byte, phc string) (bool, error) {
 	return subtle.ConstantTimeCompare(got, want) == 1, nil
 }
 
-// dummy is hashed once so that logins for unknown accounts cost as much as real ones.
-var dummy = func() string {
+// dummy is hashed once (on first use, under Default) so that logins for unknown
+// accounts cost as much as real ones.
+var dummy = sync.OnceValue(func() string {
 	h, err := Hash([]byte("corpintel-dummy-password-for-timing"))
 	if err != nil {
 		panic(err)
 	}
 	return h
-}()
+})
 
 // VerifyDummy spends the time of one Verify and always reports false: call it when the
 // account does not exist so that response times do not reveal which emails are known.
 func VerifyDummy(pw []byte) {
-	_, _ = Verify(pw, dummy)
+	_, _ = Verify(pw, dummy())
 }
 
 // parse splits a PHC argon2id string, refusing parameters outside sane bounds (a stored
