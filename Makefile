@@ -8,6 +8,10 @@ SHELL := bash
 MAKEFLAGS += --no-builtin-rules
 
 # --- settings ------------------------------------------------------------------------
+# A stripped environment (cron, some CI runners) may lack HOME; Go and the cache need it.
+ifeq ($(strip $(HOME)),)
+export HOME := $(shell getent passwd "$$(id -u)" | cut -d: -f6)
+endif
 # Tools and caches live outside the repo, keyed by version (scripts/install-deps.sh).
 CACHE   ?= $(HOME)/.cache/corpintel
 export CORPINTEL_CACHE := $(CACHE)
