@@ -252,6 +252,10 @@ for name in $ALL; do
 	"build_$name"
 done
 
+# Old builds that could not be removed at once (a container still used them) and are
+# unused now: only untagged images that carry this script's label.
+docker image prune -f --filter label=io.corpintel.inputs-hash >/dev/null 2>&1 || true
+
 printf '\n%-26s %-11s %6s %9s\n' IMAGE RESULT SECONDS SIZE >&2
 for name in $ALL; do
 	[[ " $WANT " == *" $name "* ]] || continue
