@@ -19,6 +19,9 @@ import (
 // in init so that the root stays tiny.
 var commands []func() *cobra.Command
 
+// stdin is what commands read as standard input (tests replace it).
+var stdin io.Reader = os.Stdin
+
 // usageError marks errors caused by how the command was called (exit code 2).
 type usageError struct{ err error }
 
@@ -39,6 +42,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	root.SetIn(stdin)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	for _, c := range commands {
 		root.AddCommand(c())
