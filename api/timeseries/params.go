@@ -103,9 +103,14 @@ func FormatBucket(d time.Duration) string {
 	if d%(24*time.Hour) == 0 {
 		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
 	}
-	s := d.String()
-	s = strings.TrimSuffix(s, "0s")
-	return strings.TrimSuffix(s, "0m")
+	s := d.String() // "1h30m0s", "1m30s", "2h0m0s"
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // ParseTime accepts RFC 3339 or a plain date (midnight UTC).
@@ -184,8 +189,10 @@ func ParseQuery(q url.Values, now time.Time) (Query, error) {
 	if !out.From.Before(out.To) {
 		return Query{}, web.Validation(web.FieldError{Field: "from", Message: "must be before to"})
 	}
-	span := out.To.Sub(out.From)
-	if span < 0 || span/out.Bucket > MaxBuckets || out.From.Year() < 1 || out.To.Year() > 9999 {
+	if out.From.Year() < 1900 || out.To.Year() > 2200 {
+		return Query{}, web.Validation(web.FieldError{Field: "from", Message: "from and to must lie between 1900 and 2200"})
+	}
+	if span := out.To.Sub(out.From); span/out.Bucket > MaxBuckets {
 		p := web.NewProblem(http.StatusUnprocessableEntity, "the range holds too many buckets; use a wider bucket or a shorter range")
 		p.Errors = []web.FieldError{{Field: "bucket", Message: "at most " + strconv.Itoa(MaxBuckets) + " buckets per query"}}
 		return Query{}, p

@@ -45,6 +45,20 @@ func dedupe(points []Point) []Point {
 	return out
 }
 
+// timeBounds returns the earliest and latest time of points (not empty).
+func timeBounds(points []Point) (lo, hi time.Time) {
+	lo, hi = points[0].Time, points[0].Time
+	for _, p := range points[1:] {
+		if p.Time.Before(lo) {
+			lo = p.Time
+		}
+		if p.Time.After(hi) {
+			hi = p.Time
+		}
+	}
+	return lo, hi
+}
+
 // months lists the distinct month starts the points touch, in order.
 func months(points []Point) []time.Time {
 	seen := map[time.Time]bool{}
@@ -67,10 +81,12 @@ const stagingDDL = `CREATE TEMP TABLE IF NOT EXISTS metrics_staging (
 // upsertSQL merges the staged batch. Unchanged values are skipped by the WHERE, so
 // re-ingesting writes nothing and reports them as unchanged. RETURNING cannot tell
 // inserts from updates on a partitioned table (no xmax there), so the statement also
-// counts the staged keys that existed before it (CTEs share one snapshot).
+// counts the staged keys that existed before it (CTEs share one snapshot); $2 and $3
+// bound the batch's times so that only the partitions it touches are probed.
 const upsertSQL = `WITH existing AS (
 	SELECT count(*) AS n FROM metrics_staging s
 	JOIN financial_metrics f ON f.company_id = $1 AND f.metric = s.metric AND f.time = s.time
+	WHERE f.time >= $2 AND f.time <= $3
 ), up AS (
 	INSERT INTO financial_metrics AS f (company_id, metric, time, value)
 	SELECT $1, metric, time, value FROM metrics_staging
@@ -112,7 +128,8 @@ func ingest(ctx context.Context, pool *pgxpool.Pool, id string, points []Point) 
 			return fmt.Errorf("copy: %w", err)
 		}
 		var existed, written int64
-		if err := tx.QueryRow(ctx, upsertSQL, id).Scan(&existed, &written); err != nil {
+		lo, hi := timeBounds(points)
+		if err := tx.QueryRow(ctx, upsertSQL, id, lo, hi).Scan(&existed, &written); err != nil {
 			return fmt.Errorf("upsert: %w", err)
 		}
 		// Keys that did not exist were inserted; the rest of the written rows were updates.
