@@ -64,7 +64,7 @@ func TestParseQuery(t *testing.T) {
 func TestFloorBucket(t *testing.T) {
 	week := 7 * 24 * time.Hour
 	for _, c := range []struct{ in, want time.Time }{
-		{time.Date(2026, 5, 17, 13, 0, 0, 0, time.UTC), time.Date(2026, 5, 11, 0, 0, 0, 0, time.UTC)}, // Monday
+		{time.Date(2026, 5, 17, 13, 0, 0, 0, time.UTC), time.Date(2026, 5, 11, 0, 0, 0, 0, time.UTC)},  // Monday
 		{time.Date(1999, 12, 31, 0, 0, 0, 0, time.UTC), time.Date(1999, 12, 27, 0, 0, 0, 0, time.UTC)}, // before the origin
 		{Origin, Origin},
 	} {
