@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/corpintel/corpintel/internal/docker"
@@ -49,18 +50,59 @@ type executor struct {
 
 // run executes the steps in order and stops at the first failure: later steps depend
 // on earlier ones (API after migrate after postgres).
+// Steps within one batch (see batches) run concurrently.
 func (x *executor) run(ctx context.Context, p Plan) error {
-	for _, s := range p.Steps {
-		start := time.Now()
-		x.log.Info("step", "step", s.String())
-		if err := x.step(ctx, s); err != nil {
-			return fmt.Errorf("%s %s: %w", s.Kind, s.Name, err)
+	for _, batch := range batches(p.Steps) {
+		errs := make([]error, len(batch))
+		var wg sync.WaitGroup
+		for i, s := range batch {
+			wg.Go(func() { errs[i] = x.runStep(ctx, s) })
 		}
-		if s.Kind != StepBackoff {
-			x.log.Info("step done", "kind", string(s.Kind), "name", s.Name, "duration", time.Since(start).Round(time.Millisecond))
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+func (x *executor) runStep(ctx context.Context, s Step) error {
+	start := time.Now()
+	x.log.Info("step", "step", s.String())
+	if err := x.step(ctx, s); err != nil {
+		return fmt.Errorf("%s %s: %w", s.Kind, s.Name, err)
+	}
+	if s.Kind != StepBackoff {
+		x.log.Info("step done", "kind", string(s.Kind), "name", s.Name, "duration", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// batches groups consecutive steps that may run at the same time: starting or
+// recreating the stateful services (independent of each other; each still one
+// container at a time on its own volume) and starting new API replicas. Everything
+// else — network, volumes, removals, jobs, rollouts (one at a time keeps serving
+// capacity) — runs alone, in plan order.
+func batches(steps []Step) [][]Step {
+	key := func(s Step) string {
+		switch {
+		case (s.Kind == StepStart || s.Kind == StepRecreate) && s.Service != "" && s.Service != ServiceAPI:
+			return "stateful"
+		case s.Kind == StepStart && s.Service == ServiceAPI:
+			return "api-start"
+		}
+		return ""
+	}
+	var out [][]Step
+	for i, s := range steps {
+		k := key(s)
+		if i > 0 && k != "" && k == key(steps[i-1]) {
+			out[len(out)-1] = append(out[len(out)-1], s)
+			continue
+		}
+		out = append(out, []Step{s})
+	}
+	return out
 }
 
 func (x *executor) step(ctx context.Context, s Step) error {

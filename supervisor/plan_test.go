@@ -215,3 +215,20 @@ func TestPlanHelpers(t *testing.T) {
 		t.Error("empty observation: no changes")
 	}
 }
+
+func TestBatches(t *testing.T) {
+	plan := BuildPlan(testSpec(t, "prod", nil), Observed{})
+	var got []string
+	for _, b := range batches(plan.Steps) {
+		var names []string
+		for _, s := range b {
+			names = append(names, s.Name)
+		}
+		got = append(got, strings.Join(names, "+"))
+	}
+	want := []string{"cit_corpintel", "cit_postgres_data", "cit_redis_data", "cit_minio_data",
+		"cit-postgres+cit-redis+cit-minio", "cit-job-migrate", "cit-api-1+cit-api-2"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("batches\n%q\nwant\n%q", got, want)
+	}
+}

@@ -254,7 +254,7 @@ func (r *Reconciler) StopAll(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("stop: %w", err)
 	}
-	order := func(c docker.Container) int { // reverse dependency order; jobs first
+	order := func(c docker.Container) int { // reverse dependency order; jobs last
 		i := slices.Index(Services, c.Labels[LabelService])
 		return -i
 	}

@@ -198,7 +198,7 @@ type SecretFiles map[string]map[string]string
 // Health-check and gate timings. Intervals are short because the first check runs one
 // interval after start (API 1.41 has no start interval) and recovery time matters.
 var (
-	statefulHealth = HealthCheck{Interval: 2 * time.Second, Timeout: 5 * time.Second, StartPeriod: 120 * time.Second, Retries: 3}
+	statefulHealth = HealthCheck{Interval: time.Second, Timeout: 5 * time.Second, StartPeriod: 120 * time.Second, Retries: 3}
 	apiHealth      = HealthCheck{Interval: time.Second, Timeout: 3 * time.Second, StartPeriod: 60 * time.Second, Retries: 3}
 )
 
