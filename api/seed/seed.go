@@ -13,6 +13,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/corpintel/corpintel/api/timeseries"
@@ -30,6 +31,9 @@ type Options struct {
 	End time.Time
 	// BatchSize is the number of companies written per transaction (default 20).
 	BatchSize int
+	// Workers is the number of concurrent writers (default 2). Every batch is
+	// independent, so the data does not depend on it.
+	Workers int
 }
 
 // Stats report what Run did.
@@ -69,6 +73,9 @@ func Run(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, o Options) (
 	if o.BatchSize <= 0 {
 		o.BatchSize = 20
 	}
+	if o.Workers <= 0 {
+		o.Workers = 2
+	}
 	first := o.End.AddDate(-o.Years, 0, 0)
 	if o.Years > 0 {
 		st, err := timeseries.DetectStorage(ctx, pool)
@@ -89,22 +96,61 @@ func Run(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, o Options) (
 	for i := range all {
 		all[i] = genCompany(o.Seed, i, names)
 	}
-	lastLog := time.Now()
+	type batch struct{ lo, hi int }
+	work := make(chan batch)
+	var (
+		mu       sync.Mutex
+		done     int
+		lastLog  = time.Now()
+		firstErr error
+	)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for w := 0; w < o.Workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range work {
+				created, points, err := writeBatch(ctx, pool, o, first, all[b.lo:b.hi])
+				mu.Lock()
+				if err != nil {
+					if firstErr == nil {
+						firstErr = fmt.Errorf("seed: companies %d-%d: %w", b.lo, b.hi-1, err)
+						cancel()
+					}
+					mu.Unlock()
+					continue
+				}
+				stats.Companies += created
+				stats.Skipped += (b.hi - b.lo) - created
+				stats.Points += points
+				done += b.hi - b.lo
+				if time.Since(lastLog) > 2*time.Second || done == len(all) {
+					el := time.Since(start)
+					log.Info("seed progress", "companies_done", done, "of", len(all), "points", stats.Points,
+						"points_per_sec", int(float64(stats.Points)/el.Seconds()), "elapsed", el.Round(time.Millisecond).String())
+					lastLog = time.Now()
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
 	for lo := 0; lo < len(all); lo += o.BatchSize {
-		hi := min(lo+o.BatchSize, len(all))
-		created, points, err := writeBatch(ctx, pool, o, first, all[lo:hi])
-		if err != nil {
-			return stats, fmt.Errorf("seed: companies %d-%d: %w", lo, hi-1, err)
+		select {
+		case work <- batch{lo, min(lo+o.BatchSize, len(all))}:
+		case <-ctx.Done():
+			break feed
 		}
-		stats.Companies += created
-		stats.Skipped += (hi - lo) - created
-		stats.Points += points
-		if time.Since(lastLog) > 2*time.Second || hi == len(all) {
-			el := time.Since(start)
-			log.Info("seed progress", "companies_done", hi, "of", len(all), "points", stats.Points,
-				"points_per_sec", int(float64(stats.Points)/el.Seconds()), "elapsed", el.Round(time.Millisecond).String())
-			lastLog = time.Now()
-		}
+	}
+	close(work)
+	wg.Wait()
+	if firstErr != nil {
+		return stats, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return stats, fmt.Errorf("seed: %w", err)
 	}
 	stats.Duration = time.Since(start)
 	log.Info("seed done", "created", stats.Companies, "skipped", stats.Skipped, "points", stats.Points,

@@ -65,7 +65,7 @@ func TestRunDeterministicAndIdempotent(t *testing.T) {
 	if st.Companies != 12 || st.Skipped != 0 || st.Points != 12*(days*2+4*2) {
 		t.Fatalf("stats %+v (days %d)", st, days)
 	}
-	opts.BatchSize = 3 // batching must not change the data
+	opts.BatchSize, opts.Workers = 3, 1 // batching and concurrency must not change the data
 	if _, err := Run(ctx, b, log, opts); err != nil {
 		t.Fatal(err)
 	}
