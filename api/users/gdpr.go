@@ -32,7 +32,7 @@ func Anonymize(ctx context.Context, tx pgx.Tx, userID, pseudonym string) error {
 	}
 	cur, err := lockForChange(ctx, tx, userID, func(User) bool { return true })
 	if err != nil {
-		return err
+		return withProblem(err)
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM auth_login_failures WHERE scope = 'account' AND key = lower($1)`, cur.Email); err != nil {
 		return fmt.Errorf("users: anonymize %s: forget failed logins: %w", userID, err)
@@ -40,12 +40,26 @@ func Anonymize(ctx context.Context, tx pgx.Tx, userID, pseudonym string) error {
 	_, err = tx.Exec(ctx, `UPDATE users SET email = $2, name = $3, password_hash = NULL, active = false,
 		anonymized_at = coalesce(anonymized_at, now()) WHERE id = $1`, userID, email, pseudonym)
 	if isUniqueViolation(err) {
-		return fmt.Errorf("users: anonymize %s: %w (pseudonym %q in use)", userID, ErrEmailTaken, pseudonym)
+		return fmt.Errorf("users: anonymize %s: %w (pseudonym %q in use)", userID, withProblem(ErrEmailTaken), pseudonym)
 	}
 	if err != nil {
 		return fmt.Errorf("users: anonymize %s: %w", userID, err)
 	}
 	return auth.RevokeUser(ctx, tx, userID, "user anonymized")
+}
+
+// withProblem makes the package's sentinel errors carry their HTTP problem too, so a
+// caller that only wraps them (the GDPR module) still answers 404/409, not 500, while
+// errors.Is keeps working.
+func withProblem(err error) error {
+	var p error
+	switch {
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrEmailTaken), errors.Is(err, ErrLastAdmin), errors.Is(err, ErrAnonymized):
+		p = problem(err)
+	default:
+		return err
+	}
+	return fmt.Errorf("%w: %w", err, p)
 }
 
 // Export returns everything the users and auth tables hold about a user, for a GDPR

@@ -11,6 +11,7 @@ import (
 	"github.com/corpintel/corpintel/api/internal/authtest"
 	"github.com/corpintel/corpintel/api/rbac"
 	"github.com/corpintel/corpintel/api/users"
+	"github.com/corpintel/corpintel/api/web"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -298,6 +299,15 @@ func TestAnonymizeAndExport(t *testing.T) {
 	admin, _ := s.Token(rbac.Admin)
 	if r := s.Do(http.MethodPatch, "/api/v1/users/"+u.ID, admin, map[string]any{"active": true}); r.Code != http.StatusConflict {
 		t.Fatalf("reactivate anonymized: %d", r.Code)
+	}
+	// The last active admin cannot be anonymized; the error carries a 409 problem.
+	var lastAdmin string
+	_ = s.Pool.QueryRow(ctx, `SELECT id FROM users WHERE role = 'admin' AND active`).Scan(&lastAdmin)
+	_, _ = s.Pool.Exec(ctx, `UPDATE users SET active = false WHERE role = 'admin' AND id <> $1`, lastAdmin)
+	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error { return users.Anonymize(ctx, tx, lastAdmin, "p-admin") })
+	var p *web.Problem
+	if !errors.Is(err, users.ErrLastAdmin) || !errors.As(err, &p) || p.Status != http.StatusConflict {
+		t.Fatalf("anonymize last admin: %v", err)
 	}
 	for name, f := range map[string]func(tx pgx.Tx) error{
 		"unknown":   func(tx pgx.Tx) error { return users.Anonymize(ctx, tx, "00000000-0000-4000-8000-000000000000", "p") },
