@@ -66,10 +66,10 @@ func EnsureSecrets(stateDir string) (SecretFiles, error) {
 		return nil, fmt.Errorf("secrets: create %s: %w", dir, err)
 	}
 	// MkdirAll keeps an existing directory's mode: enforce it.
-	if err := os.Chmod(stateDir, 0o700); err != nil {
+	if err := os.Chmod(stateDir, 0o700); err != nil { // #nosec G302 -- owner-only directory
 		return nil, fmt.Errorf("secrets: chmod %s: %w", stateDir, err)
 	}
-	if err := os.Chmod(dir, 0o700); err != nil {
+	if err := os.Chmod(dir, 0o700); err != nil { // #nosec G302 -- owner-only directory
 		return nil, fmt.Errorf("secrets: chmod %s: %w", dir, err)
 	}
 	current := map[string]int{}

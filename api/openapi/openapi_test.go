@@ -32,6 +32,7 @@ func TestBuild(t *testing.T) {
 			Query: []web.Param{{Name: "dry_run", Type: "boolean"}}},
 		{Method: "GET", Path: "/open", Perm: rbac.Public, Handler: h, Response: map[string]int{}},
 	}
+	_ = thing{private: 1} // an unexported field, which the document must leave out
 	doc := Build("t", "1", "/api/v1", routes)
 	b, err := json.Marshal(doc)
 	if err != nil {

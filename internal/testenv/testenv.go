@@ -201,7 +201,7 @@ func (s *server) logTail() string {
 // kernel ties to the creating thread) fires only when the whole test process dies.
 func startServer(name, dir string, cmd *exec.Cmd, stopSig syscall.Signal, cred *syscall.Credential) (*server, error) {
 	logPath := filepath.Join(dir, name+".log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644) // #nosec G302 -- test server log, read by developers
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
@@ -291,10 +291,10 @@ func baseDir() (string, error) {
 		return "", fmt.Errorf("create testenv dir: %w", err)
 	}
 	// Traversable by the unprivileged user PostgreSQL runs as.
-	if err := os.Chmod(dir, 0o711); err != nil {
+	if err := os.Chmod(dir, 0o711); err != nil { // #nosec G302 -- a directory the unprivileged test server must traverse
 		return "", fmt.Errorf("chmod testenv dir: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil { // #nosec G306 -- a pid, not a secret
 		return "", fmt.Errorf("write testenv owner: %w", err)
 	}
 	base.dir = dir
@@ -377,7 +377,7 @@ func lookBin(envVar, name string, candidates ...string) (string, error) {
 }
 
 func isExecutable(p string) bool {
-	fi, err := os.Stat(p)
+	fi, err := os.Stat(p) // #nosec G703 -- p is a path the harness itself built
 	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }
 
