@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corpintel/corpintel/api/app"
 	"github.com/corpintel/corpintel/api/rbac"
 	"github.com/corpintel/corpintel/api/web"
 	"github.com/labstack/echo/v4"
@@ -272,7 +273,7 @@ func TestHandler(t *testing.T) {
 	e := echo.New()
 	e.HTTPErrorHandler = web.ErrorHandler(slog.New(slog.DiscardHandler))
 	auth := staticAuth{"admin": {UserID: "a", Role: rbac.Admin}, "analyst": {UserID: "b", Role: rbac.Analyst}}
-	if _, err := web.Mount(e.Group("/api/v1"), auth, rec, NewModule(pool)); err != nil {
+	if _, err := web.Mount(e.Group("/api/v1"), auth, rec, New(app.Deps{Pool: pool})); err != nil {
 		t.Fatal(err)
 	}
 	get := func(path, tok string) *httptest.ResponseRecorder {

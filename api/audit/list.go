@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/corpintel/corpintel/api/app"
 	"github.com/corpintel/corpintel/api/rbac"
 	"github.com/corpintel/corpintel/api/web"
 	"github.com/jackc/pgx/v5"
@@ -94,6 +95,9 @@ func scanRecords(rows pgx.Rows) ([]Record, error) {
 type Module struct {
 	db Querier
 }
+
+// New returns the audit listing module (GET /audit).
+func New(d app.Deps) *Module { return NewModule(d.Pool) }
 
 // NewModule returns the audit listing module reading through db (a *pgxpool.Pool).
 func NewModule(db Querier) *Module { return &Module{db: db} }

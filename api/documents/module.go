@@ -14,6 +14,8 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/corpintel/corpintel/api/app"
+	"github.com/corpintel/corpintel/api/blob"
 	"github.com/corpintel/corpintel/api/rbac"
 	"github.com/corpintel/corpintel/api/web"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -71,7 +73,14 @@ type Module struct {
 // DefaultMaxBytes is the upload limit when none is configured (the seed's 100 MB).
 const DefaultMaxBytes int64 = 100 << 20
 
-// NewModule returns the documents module.
+// New returns the documents module on the API's shared dependencies: MinIO through
+// api/blob, the configured upload limit (CORPINTEL_UPLOAD_MAX_BYTES).
+func New(d app.Deps) *Module {
+	return NewModule(Options{Pool: d.Pool, Store: blob.Objects{S: d.Blob, NotFound: ErrNoObject}, Log: d.Log,
+		Now: d.Now, MaxBytes: d.Config.UploadMaxBytes})
+}
+
+// NewModule returns the documents module with explicit options.
 func NewModule(o Options) *Module {
 	m := &Module{pool: o.Pool, store: o.Store, log: o.Log, now: o.Now, max: o.MaxBytes, urlTTL: o.URLExpiry, grace: o.OrphanGrace}
 	if m.log == nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/corpintel/corpintel/api/rbac"
+	"github.com/corpintel/corpintel/api/users"
 	"github.com/corpintel/corpintel/api/web"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -53,10 +54,12 @@ type Module struct {
 	sources []Source
 }
 
-// New returns the GDPR module. secret keys the pseudonyms (use a key every replica
-// shares, e.g. the JWT KEK: PseudonymKey derives a separate key from it). Sources run
-// in the order given; put the one that rewrites the users row last, so the others can
-// still read the user's email.
+// New returns the GDPR module. secret keys the pseudonyms (PseudonymKey derives the HMAC
+// key from it; use a secret every replica shares, such as the JWT KEK). The sources run
+// in the order given; put ProfileSource last, so that the others can still read the
+// user's email before the users row is rewritten:
+//
+//	gdpr.New(d.Pool, rec, d.Log, d.Now, cfg.KEK, audit.GDPRSource(), documents.GDPRSource(), gdpr.ProfileSource())
 func New(pool *pgxpool.Pool, audit web.Auditor, log *slog.Logger, now func() time.Time, secret []byte, sources ...Source) *Module {
 	if now == nil {
 		now = time.Now
@@ -65,6 +68,19 @@ func New(pool *pgxpool.Pool, audit web.Auditor, log *slog.Logger, now func() tim
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Module{pool: pool, audit: audit, log: log, now: now, key: PseudonymKey(secret), sources: sources}
+}
+
+// ProfileSource is the users module's part: the profile, sessions and failed logins
+// (users.Export), and the anonymization of the users row itself, which also revokes every
+// session (users.Anonymize).
+func ProfileSource() Source {
+	return Source{
+		Name: "profile",
+		Export: func(ctx context.Context, q Querier, userID string) (any, error) {
+			return users.Export(ctx, q, userID)
+		},
+		Anonymize: users.Anonymize,
+	}
 }
 
 // PseudonymKey derives the pseudonym HMAC key from a shared secret.
@@ -110,18 +126,26 @@ type Export struct {
 
 var errNoUser = web.NewProblem(http.StatusNotFound, "no such user")
 
-// lockUser checks that the user exists and, in a writing transaction, locks the row so
-// that two anonymizations of one user serialize.
-func lockUser(ctx context.Context, q Querier, id string, lock bool) error {
+// usersProblem turns the users package's refusals into client problems.
+func usersProblem(err error) error {
+	switch {
+	case errors.Is(err, users.ErrNotFound):
+		return errNoUser
+	case errors.Is(err, users.ErrLastAdmin):
+		return web.NewProblem(http.StatusConflict, "this is the last active admin; make another admin first")
+	}
+	return err
+}
+
+// userExists answers 404 before any source runs. It takes no lock: users.Anonymize locks
+// the admins and the user row in its own order, and taking the user row first here
+// could deadlock with a concurrent role change.
+func userExists(ctx context.Context, q Querier, id string) error {
 	if !validUUID(id) {
 		return errNoUser
 	}
-	sql := `SELECT id FROM users WHERE id = $1`
-	if lock {
-		sql += ` FOR UPDATE`
-	}
 	var got string
-	err := q.QueryRow(ctx, sql, id).Scan(&got)
+	err := q.QueryRow(ctx, `SELECT id FROM users WHERE id = $1`, id).Scan(&got)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return errNoUser
 	}
@@ -142,7 +166,7 @@ func (m *Module) anonymize(c echo.Context) error {
 	web.SetAuditTarget(c, "user/"+pseudonym)
 	res, err := m.Anonymize(ctx, id, pseudonym)
 	if err != nil {
-		return err
+		return usersProblem(err)
 	}
 	web.SetAuditDetail(c, map[string]any{"pseudonym": pseudonym, "sources": res.Sources})
 	return web.JSON(c, http.StatusOK, res)
@@ -152,7 +176,7 @@ func (m *Module) anonymize(c echo.Context) error {
 func (m *Module) Anonymize(ctx context.Context, userID, pseudonym string) (AnonymizeResult, error) {
 	res := AnonymizeResult{Pseudonym: pseudonym, Sources: []string{}}
 	err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
-		if err := lockUser(ctx, tx, userID, true); err != nil {
+		if err := userExists(ctx, tx, userID); err != nil {
 			return err
 		}
 		for _, s := range m.sources {
@@ -179,7 +203,7 @@ func (m *Module) export(c echo.Context) error {
 	id := c.Param("id")
 	out, err := m.Export(ctx, id)
 	if err != nil {
-		return err
+		return usersProblem(err)
 	}
 	// GET requests are not audited by the middleware, but handing out a person's data is
 	// a security event: record it before the data leaves, and refuse if that fails.
@@ -205,7 +229,7 @@ func (m *Module) Export(ctx context.Context, userID string) (Export, error) {
 	out := Export{UserID: userID, ExportedAt: m.now().UTC(), Data: map[string]any{}}
 	err := pgx.BeginTxFunc(ctx, m.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
 		func(tx pgx.Tx) error {
-			if err := lockUser(ctx, tx, userID, false); err != nil {
+			if err := userExists(ctx, tx, userID); err != nil {
 				return err
 			}
 			for _, s := range m.sources {

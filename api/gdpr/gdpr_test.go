@@ -1,294 +1,270 @@
 package gdpr_test
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"log/slog"
+	"fmt"
+	"io"
+	"mime/multipart"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/corpintel/corpintel/api/apitest"
+	"github.com/corpintel/corpintel/api/app"
 	"github.com/corpintel/corpintel/api/audit"
+	"github.com/corpintel/corpintel/api/documents"
 	"github.com/corpintel/corpintel/api/gdpr"
 	"github.com/corpintel/corpintel/api/rbac"
+	"github.com/corpintel/corpintel/api/users"
 	"github.com/corpintel/corpintel/api/web"
 	"github.com/corpintel/corpintel/internal/testenv"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/labstack/echo/v4"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-const (
-	alice = "6f1c3a8e-0d7b-4a55-9b1e-6c2f0a4d9e11"
-	admin = "0b9e4f2c-7a13-4e6d-8c5b-1d2e3f405162"
-)
+// production wiring: audit listing, documents and GDPR with every source.
+func modules(d app.Deps) []web.Module {
+	return []web.Module{audit.New(d), documents.New(d), gdpr.New(d.Pool, d.Audit, d.Log, d.Now, d.Config.KEK, audit.GDPRSource(), documents.GDPRSource(), gdpr.ProfileSource())}
+}
 
-// stand-in for the users table of api/users (0010) with the columns these tests need.
-const usersTable = `CREATE TABLE IF NOT EXISTS users (id uuid PRIMARY KEY, email text NOT NULL, name text NOT NULL)`
-
-func setup(t *testing.T) *pgxpool.Pool {
+func createUser(t *testing.T, s *apitest.Server, email string, role rbac.Role) users.User {
 	t.Helper()
-	pool := testenv.Postgres(t).Pool(t)
-	ctx := context.Background()
-	files, _ := filepath.Glob("../db/migrations/005*.sql")
-	sort.Strings(files)
-	stmts := []string{usersTable}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		stmts = append(stmts, string(b))
-	}
-	for _, s := range stmts {
-		if _, err := pool.Exec(ctx, s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := pool.Exec(ctx, `INSERT INTO users VALUES ($1, 'Alice@Example.com', 'Alice'), ($2, 'root@example.com', 'Root')`, alice, admin); err != nil {
+	u, err := users.Create(context.Background(), s.Deps.Pool, users.NewUser{Email: email, Name: "Alice Example", Role: role, Password: "correct horse battery staple"})
+	if err != nil {
 		t.Fatal(err)
 	}
-	return pool
+	return u
 }
 
-// profile is the users source the auth engineer's package provides in production.
-var profile = gdpr.Source{
-	Name: "profile",
-	Export: func(ctx context.Context, q gdpr.Querier, id string) (any, error) {
-		var email, name string
-		err := q.QueryRow(ctx, `SELECT email, name FROM users WHERE id = $1`, id).Scan(&email, &name)
-		return map[string]string{"email": email, "name": name}, err
-	},
-	Anonymize: func(ctx context.Context, tx pgx.Tx, id, pseudonym string) error {
-		_, err := tx.Exec(ctx, `UPDATE users SET email = $2 || '@invalid', name = $2 WHERE id = $1`, id, pseudonym)
-		return err
-	},
-}
-
-type memAudit struct {
-	mu     sync.Mutex
-	events []web.Event
-	inner  web.Auditor
-	fail   bool
-}
-
-func (m *memAudit) Record(ctx context.Context, e web.Event) error {
-	if m.fail {
-		return errors.New("audit store down")
-	}
-	m.mu.Lock()
-	m.events = append(m.events, e)
-	m.mu.Unlock()
-	return m.inner.Record(ctx, e)
-}
-
-type auth map[string]*web.Principal
-
-func (a auth) Authenticate(_ context.Context, tok string) (*web.Principal, error) {
-	if p, ok := a[tok]; ok {
-		return p, nil
-	}
-	return nil, web.ErrUnauthorized()
-}
-
-func server(t *testing.T, pool *pgxpool.Pool, aud web.Auditor, sources ...gdpr.Source) (*echo.Echo, *gdpr.Module) {
+func uploadDoc(t *testing.T, s *apitest.Server, token, company string) {
 	t.Helper()
-	e := echo.New()
-	e.HTTPErrorHandler = web.ErrorHandler(slog.New(slog.DiscardHandler))
-	m := gdpr.New(pool, aud, nil, nil, []byte("0123456789abcdef0123456789abcdef"), sources...)
-	a := auth{"admin": {UserID: admin, Role: rbac.Admin}, "analyst": {UserID: "c", Role: rbac.Analyst}}
-	if _, err := web.Mount(e.Group("/api/v1"), a, aud, m); err != nil {
-		t.Fatal(err)
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	w, _ := mw.CreateFormFile("file", "notes.txt")
+	_, _ = io.WriteString(w, "meeting notes\n")
+	_ = mw.Close()
+	r := s.DoHeaders("POST", "/api/v1/companies/"+company+"/documents", token, &body, http.Header{"Content-Type": {mw.FormDataContentType()}})
+	if r.Code != http.StatusCreated {
+		t.Fatalf("upload: %d %s", r.Code, r.Body)
 	}
-	return e, m
-}
-
-func call(e *echo.Echo, method, path, tok string) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(method, path, nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("X-Forwarded-For", "203.0.113.77")
-	w := httptest.NewRecorder()
-	e.ServeHTTP(w, req)
-	return w
 }
 
 func TestPseudonymStableAndKeyed(t *testing.T) {
+	const id = "6f1c3a8e-0d7b-4a55-9b1e-6c2f0a4d9e11"
 	k1, k2 := gdpr.PseudonymKey([]byte("a")), gdpr.PseudonymKey([]byte("b"))
-	p := gdpr.Pseudonym(k1, alice)
-	if p != gdpr.Pseudonym(k1, alice) || !strings.HasPrefix(p, "anon-") || len(p) != 37 {
+	p := gdpr.Pseudonym(k1, id)
+	if p != gdpr.Pseudonym(k1, id) || !strings.HasPrefix(p, "anon-") || len(p) != 37 {
 		t.Fatalf("pseudonym %q", p)
 	}
-	if p == gdpr.Pseudonym(k2, alice) || p == gdpr.Pseudonym(k1, admin) {
+	if p == gdpr.Pseudonym(k2, id) || p == gdpr.Pseudonym(k1, id[:35]+"2") {
 		t.Fatal("pseudonyms collide")
 	}
 }
 
 func TestExportAndAnonymize(t *testing.T) {
-	pool := setup(t)
+	s := apitest.New(t, modules)
 	ctx := context.Background()
-	rec := audit.NewRecorder(pool, nil, nil, nil)
-	aud := &memAudit{inner: rec}
-	e, _ := server(t, pool, aud, audit.GDPRSource(), profile)
+	pool := s.Deps.Pool
+	adminTok, adminID := s.Token(rbac.Admin)
+	analystTok, _ := s.Token(rbac.Analyst)
+	alice := createUser(t, s, "Alice@Example.com", rbac.Analyst)
+	aliceTok := s.TokenFor(alice.ID, rbac.Analyst)
+	pseudonym := gdpr.Pseudonym(gdpr.PseudonymKey(s.Deps.Config.KEK), alice.ID)
 
-	// Alice's traces: her own requests, a failed login by her email, an admin acting on her.
-	now := time.Now().UTC()
-	seed := []web.Event{
-		{Time: now, ActorID: alice, ActorRole: "analyst", Action: "company.create", Target: "/api/v1/companies", ClientIP: "198.51.100.23", Status: 201},
-		{Time: now, ActorID: alice, Action: "auth.login", ClientIP: "2001:db8:1234:5678::1", Status: 200, Kind: web.KindSecurity, Detail: map[string]any{"email": "alice@example.com"}},
-		{Time: now, Action: "auth.login", ClientIP: "198.51.100.99", Status: 401, Kind: web.KindSecurity, Detail: map[string]any{"email": "alice@example.com", "throttled": false}},
-		{Time: now, ActorID: admin, Action: "user.update", Target: "/api/v1/users/" + alice, ClientIP: "192.0.2.10", Status: 200, Kind: web.KindSecurity, Detail: map[string]any{"user": alice}},
-		{Time: now, ActorID: "someone-else", Action: "company.create", ClientIP: "192.0.2.11", Status: 201, Detail: map[string]any{"email": "bob@example.com"}},
+	var company string
+	if err := pool.QueryRow(ctx, `INSERT INTO companies (name) VALUES ('ACME') RETURNING id`).Scan(&company); err != nil {
+		t.Fatal(err)
 	}
-	for _, ev := range seed {
+	uploadDoc(t, s, aliceTok, company) // audited with alice as actor, document uploaded_by alice
+	uploadDoc(t, s, analystTok, company)
+	rec := s.Recorder
+	now := time.Now().UTC()
+	for _, ev := range []web.Event{
+		{Time: now, ActorID: alice.ID, Action: "auth.login", ClientIP: "2001:db8:1234:5678::1", Status: 200, Kind: web.KindSecurity, Detail: map[string]any{"email": "alice@example.com"}},
+		{Time: now, Action: "auth.login", ClientIP: "198.51.100.99", Status: 401, Kind: web.KindSecurity, Detail: map[string]any{"email": "alice@example.com"}},
+		{Time: now, ActorID: adminID, Action: "user.update", Target: "/api/v1/users/" + alice.ID, ClientIP: "192.0.2.10", Status: 200, Kind: web.KindSecurity, Detail: map[string]any{"user": alice.ID}},
+		{Time: now, ActorID: "someone-else", Action: "company.create", ClientIP: "192.0.2.11", Status: 201, Detail: map[string]any{"email": "bob@example.com"}},
+	} {
 		if err := rec.Record(ctx, ev); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	if w := call(e, "GET", "/api/v1/users/"+alice+"/export", "analyst"); w.Code != http.StatusForbidden {
-		t.Fatalf("analyst export: %d", w.Code)
+	// export: admins only, 404 for unknown users, everything about alice, audited
+	if r := s.Do("GET", "/api/v1/users/"+alice.ID+"/export", analystTok, nil); r.Code != http.StatusForbidden {
+		t.Fatalf("analyst export: %d", r.Code)
 	}
-	if w := call(e, "GET", "/api/v1/users/not-a-uuid/export", "admin"); w.Code != http.StatusNotFound {
-		t.Fatalf("bad id: %d", w.Code)
+	for _, id := range []string{"not-a-uuid", "00000000-0000-4000-8000-000000000000"} {
+		if r := s.Do("GET", "/api/v1/users/"+id+"/export", adminTok, nil); r.Code != http.StatusNotFound {
+			t.Fatalf("export %s: %d", id, r.Code)
+		}
 	}
-	if w := call(e, "GET", "/api/v1/users/00000000-0000-0000-0000-000000000000/export", "admin"); w.Code != http.StatusNotFound {
-		t.Fatalf("unknown user: %d", w.Code)
-	}
-	w := call(e, "GET", "/api/v1/users/"+alice+"/export", "admin")
-	if w.Code != http.StatusOK {
-		t.Fatalf("export: %d %s", w.Code, w.Body)
+	r := s.Do("GET", "/api/v1/users/"+alice.ID+"/export", adminTok, nil)
+	if r.Code != http.StatusOK || !strings.HasPrefix(r.Header.Get("Content-Disposition"), "attachment") {
+		t.Fatalf("export: %d %s", r.Code, r.Body)
 	}
 	var out struct {
 		UserID string `json:"user_id"`
 		Data   struct {
-			Profile     map[string]string `json:"profile"`
-			AuditEvents []audit.Record    `json:"audit_events"`
-		}
+			Profile struct {
+				User struct{ Email string } `json:"user"`
+			} `json:"profile"`
+			AuditEvents []audit.Record       `json:"audit_events"`
+			Documents   []documents.Document `json:"documents"`
+		} `json:"data"`
 	}
-	if err := json.Unmarshal(w.Body.Bytes(), &out); err != nil {
-		t.Fatal(err)
+	r.JSON(t, &out)
+	if out.UserID != alice.ID || out.Data.Profile.User.Email != "Alice@Example.com" || len(out.Data.AuditEvents) != 2 ||
+		len(out.Data.Documents) != 1 || out.Data.Documents[0].UploadedBy != alice.ID {
+		t.Fatalf("export %s", r.Body)
 	}
-	if out.UserID != alice || out.Data.Profile["email"] != "Alice@Example.com" || len(out.Data.AuditEvents) != 2 {
-		t.Fatalf("export %s", w.Body)
-	}
-	if len(aud.events) != 1 || aud.events[0].Action != "gdpr.export" || aud.events[0].Kind != web.KindSecurity || aud.events[0].ActorID != admin {
-		t.Fatalf("export not audited: %+v", aud.events)
+	if ev := s.Events(t)[0]; ev.Action != "gdpr.export" || ev.Kind != web.KindSecurity || ev.ActorID != adminID || ev.Outcome != "success" {
+		t.Fatalf("export not audited: %+v", ev)
 	}
 
-	if w := call(e, "POST", "/api/v1/users/"+admin+"/anonymize", "admin"); w.Code != http.StatusConflict {
-		t.Fatalf("self anonymize: %d", w.Code)
+	// anonymize
+	if r := s.Do("POST", "/api/v1/users/"+alice.ID+"/anonymize", analystTok, nil); r.Code != http.StatusForbidden {
+		t.Fatalf("analyst anonymize: %d", r.Code)
 	}
-	w = call(e, "POST", "/api/v1/users/"+alice+"/anonymize", "admin")
-	if w.Code != http.StatusOK {
-		t.Fatalf("anonymize: %d %s", w.Code, w.Body)
+	if r := s.Do("POST", "/api/v1/users/"+adminID+"/anonymize", adminTok, nil); r.Code != http.StatusConflict {
+		t.Fatalf("self anonymize: %d", r.Code)
+	}
+	if r := s.Do("POST", "/api/v1/users/00000000-0000-4000-8000-000000000000/anonymize", adminTok, nil); r.Code != http.StatusNotFound {
+		t.Fatalf("unknown user: %d", r.Code)
+	}
+	r = s.Do("POST", "/api/v1/users/"+alice.ID+"/anonymize", adminTok, nil)
+	if r.Code != http.StatusOK {
+		t.Fatalf("anonymize: %d %s", r.Code, r.Body)
 	}
 	var res gdpr.AnonymizeResult
-	if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil || !strings.HasPrefix(res.Pseudonym, "anon-") ||
-		strings.Join(res.Sources, ",") != "audit_events,profile" {
-		t.Fatalf("result %s", w.Body)
+	r.JSON(t, &res)
+	if res.Pseudonym != pseudonym || strings.Join(res.Sources, ",") != "audit_events,documents,profile" {
+		t.Fatalf("result %s", r.Body)
 	}
-	last := aud.events[len(aud.events)-1]
-	if last.Action != "gdpr.anonymize" || last.Outcome != "success" || strings.Contains(last.Target, alice) || !strings.Contains(last.Target, res.Pseudonym) {
-		t.Fatalf("anonymize audit event %+v", last)
+	if ev := s.Events(t)[0]; ev.Action != "gdpr.anonymize" || ev.Outcome != "success" || ev.Kind != web.KindSecurity ||
+		strings.Contains(ev.Target, alice.ID) || !strings.Contains(ev.Target, pseudonym) {
+		t.Fatalf("anonymize audit event %+v", ev)
 	}
 
-	// Nothing in the audit table names Alice any more; her events are one actor.
+	// nothing identifies alice any more; her events are still one actor
 	var leaks int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE actor_id = $1 OR target LIKE '%' || $1 || '%'
-		OR detail::text LIKE '%' || $1 || '%' OR detail::text ILIKE '%alice@example.com%'`, alice).Scan(&leaks); err != nil {
+		OR detail::text LIKE '%' || $1 || '%' OR detail::text ILIKE '%alice@example.com%'`, alice.ID).Scan(&leaks); err != nil {
 		t.Fatal(err)
 	}
 	if leaks != 0 {
 		t.Fatalf("%d audit rows still identify alice", leaks)
 	}
-	p, err := audit.List(ctx, pool, audit.Filter{Actor: res.Pseudonym})
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM documents WHERE uploaded_by = $1`, alice.ID).Scan(&leaks); err != nil || leaks != 0 {
+		t.Fatalf("%d documents still name alice (%v)", leaks, err)
+	}
+	u, err := users.Get(ctx, pool, alice.ID)
+	if err != nil || strings.Contains(strings.ToLower(u.Email), "alice") || u.Name != pseudonym || u.Active || u.AnonymizedAt == nil {
+		t.Fatalf("user row %+v %v", u, err)
+	}
+	p, err := audit.List(ctx, pool, audit.Filter{Actor: pseudonym})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ips := map[string]bool{}
-	for _, r := range p.Items {
-		ips[r.ClientIP] = true
+	for _, e := range p.Items {
+		ips[e.ClientIP] = true
 	}
-	if len(p.Items) != 2 || !ips["198.51.100.0"] || !ips["2001:db8:1234::"] {
+	if len(p.Items) != 2 || !ips["2001:db8:1234::"] {
 		t.Fatalf("pseudonymous events %+v", p.Items)
 	}
-	p, err = audit.List(ctx, pool, audit.Filter{Action: "user.update"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r := p.Items[0]; r.ActorID != admin || r.ClientIP != "192.0.2.10" || r.Target != "/api/v1/users/"+res.Pseudonym {
-		t.Fatalf("admin's event %+v", r)
+	p, _ = audit.List(ctx, pool, audit.Filter{Action: "user.update"})
+	if e := p.Items[0]; e.ActorID != adminID || e.ClientIP != "192.0.2.10" || e.Target != "/api/v1/users/"+pseudonym {
+		t.Fatalf("admin's event %+v", e)
 	}
 	p, _ = audit.List(ctx, pool, audit.Filter{Actor: "someone-else"})
-	if r := p.Items[0]; r.ClientIP != "192.0.2.11" || !strings.Contains(string(r.Detail), "bob@example.com") {
-		t.Fatalf("unrelated event changed: %+v", r)
+	if e := p.Items[0]; e.ClientIP != "192.0.2.11" || !strings.Contains(string(e.Detail), "bob@example.com") {
+		t.Fatalf("unrelated event changed: %+v", e)
 	}
-	p, _ = audit.List(ctx, pool, audit.Filter{Outcome: "denied"})
-	if r := p.Items[0]; r.ClientIP != "198.51.100.0" || !strings.Contains(string(r.Detail), res.Pseudonym) {
-		t.Fatalf("failed login by email not anonymized: %+v", r)
+	p, _ = audit.List(ctx, pool, audit.Filter{Outcome: "denied", Action: "auth.login"})
+	if e := p.Items[0]; e.ClientIP != "198.51.100.0" || !strings.Contains(string(e.Detail), pseudonym) {
+		t.Fatalf("failed login by email not anonymized: %+v", e)
 	}
 
-	// Running it again changes nothing and yields the same pseudonym.
-	var before string
-	_ = pool.QueryRow(ctx, `SELECT string_agg(actor_id || target || client_ip || coalesce(detail::text, ''), '|' ORDER BY id) FROM audit_events WHERE action <> 'gdpr.anonymize'`).Scan(&before)
-	w = call(e, "POST", "/api/v1/users/"+alice+"/anonymize", "admin")
+	// again: same pseudonym, the rewritten records do not change
+	snapshot := func() string {
+		var s string
+		_ = pool.QueryRow(ctx, `SELECT string_agg(actor_id || target || client_ip || coalesce(detail::text, ''), '|' ORDER BY id)
+			FROM audit_events WHERE action NOT LIKE 'gdpr.%'`).Scan(&s)
+		return s
+	}
+	before := snapshot()
+	r = s.Do("POST", "/api/v1/users/"+alice.ID+"/anonymize", adminTok, nil)
 	var res2 gdpr.AnonymizeResult
-	_ = json.Unmarshal(w.Body.Bytes(), &res2)
-	var after string
-	_ = pool.QueryRow(ctx, `SELECT string_agg(actor_id || target || client_ip || coalesce(detail::text, ''), '|' ORDER BY id) FROM audit_events WHERE action <> 'gdpr.anonymize'`).Scan(&after)
-	if w.Code != http.StatusOK || res2.Pseudonym != res.Pseudonym || before != after {
-		t.Fatalf("second anonymize: %d %s\n%s\n%s", w.Code, w.Body, before, after)
+	r.JSON(t, &res2)
+	if r.Code != http.StatusOK || res2.Pseudonym != pseudonym || snapshot() != before {
+		t.Fatalf("second anonymize: %d %s", r.Code, r.Body)
+	}
+}
+
+func TestAnonymizeLastAdminRefused(t *testing.T) {
+	s := apitest.New(t, modules)
+	tok, _ := s.Token(rbac.Admin) // a token-table admin, not in the users table
+	only := createUser(t, s, "boss@example.com", rbac.Admin)
+	r := s.Do("POST", "/api/v1/users/"+only.ID+"/anonymize", tok, nil)
+	if r.Code != http.StatusConflict {
+		t.Fatalf("anonymize last admin: %d %s", r.Code, r.Body)
+	}
+	if ev := s.Events(t)[0]; ev.Action != "gdpr.anonymize" || ev.Outcome != "failure" {
+		t.Fatalf("refusal not audited: %+v", ev)
 	}
 }
 
 func TestAnonymizeIsOneTransaction(t *testing.T) {
-	pool := setup(t)
-	ctx := context.Background()
-	rec := audit.NewRecorder(pool, nil, nil, nil)
-	if err := rec.Record(ctx, web.Event{ActorID: alice, Action: "company.create"}); err != nil {
-		t.Fatal(err)
-	}
 	broken := gdpr.Source{Name: "broken", Anonymize: func(context.Context, pgx.Tx, string, string) error {
 		return errors.New("constraint violated")
 	}}
-	e, _ := server(t, pool, rec, audit.GDPRSource(), profile, broken)
-	if w := call(e, "POST", "/api/v1/users/"+alice+"/anonymize", "admin"); w.Code != http.StatusInternalServerError {
-		t.Fatalf("failing source answered %d", w.Code)
+	s := apitest.New(t, func(d app.Deps) []web.Module {
+		return []web.Module{gdpr.New(d.Pool, d.Audit, d.Log, d.Now, d.Config.KEK, audit.GDPRSource(), gdpr.ProfileSource(), broken)}
+	})
+	ctx := context.Background()
+	tok, _ := s.Token(rbac.Admin)
+	alice := createUser(t, s, "alice@example.com", rbac.Viewer)
+	if err := s.Recorder.Record(ctx, web.Event{ActorID: alice.ID, Action: "company.create"}); err != nil {
+		t.Fatal(err)
 	}
-	var email string
+	if r := s.Do("POST", "/api/v1/users/"+alice.ID+"/anonymize", tok, nil); r.Code != http.StatusInternalServerError {
+		t.Fatalf("failing source answered %d", r.Code)
+	}
+	u, err := users.Get(ctx, s.Deps.Pool, alice.ID)
 	var n int
-	_ = pool.QueryRow(ctx, `SELECT email FROM users WHERE id = $1`, alice).Scan(&email)
-	_ = pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE actor_id = $1`, alice).Scan(&n)
-	if email != "Alice@Example.com" || n != 1 {
-		t.Fatalf("partial anonymization: email %q, %d events kept", email, n)
-	}
-	// the failed attempt itself is on record
-	p, _ := audit.List(ctx, pool, audit.Filter{Action: "gdpr.anonymize"})
-	if len(p.Items) != 1 || p.Items[0].Outcome != "failure" {
-		t.Fatalf("failed anonymize not audited: %+v", p.Items)
+	_ = s.Deps.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE actor_id = $1`, alice.ID).Scan(&n)
+	if err != nil || u.Email != "alice@example.com" || !u.Active || n != 1 {
+		t.Fatalf("partial anonymization: %+v, %d events kept", u, n)
 	}
 }
 
+type failingAuditor struct{}
+
+func (failingAuditor) Record(context.Context, web.Event) error { return errors.New("audit store down") }
+
 func TestExportRefusedWhenAuditFails(t *testing.T) {
-	pool := setup(t)
-	aud := &memAudit{fail: true}
-	e, _ := server(t, pool, aud, profile)
-	w := call(e, "GET", "/api/v1/users/"+alice+"/export", "admin")
-	if w.Code != http.StatusInternalServerError || strings.Contains(w.Body.String(), "Alice") {
-		t.Fatalf("export without audit: %d %s", w.Code, w.Body)
+	failing := gdpr.Source{Name: "x", Export: func(context.Context, gdpr.Querier, string) (any, error) { return nil, fmt.Errorf("boom") }}
+	s := apitest.New(t, func(d app.Deps) []web.Module {
+		return []web.Module{
+			gdpr.New(d.Pool, failingAuditor{}, nil, nil, d.Config.KEK, gdpr.ProfileSource()),
+		}
+	})
+	tok, _ := s.Token(rbac.Admin)
+	alice := createUser(t, s, "alice@example.com", rbac.Viewer)
+	if r := s.Do("GET", "/api/v1/users/"+alice.ID+"/export", tok, nil); r.Code != http.StatusInternalServerError || strings.Contains(r.String(), "alice") {
+		t.Fatalf("export without audit: %d %s", r.Code, r.Body)
 	}
-	failing := gdpr.Source{Name: "x", Export: func(context.Context, gdpr.Querier, string) (any, error) { return nil, errors.New("boom") }}
-	e, _ = server(t, pool, &memAudit{inner: audit.NewRecorder(pool, nil, nil, nil)}, failing)
-	if w := call(e, "GET", "/api/v1/users/"+alice+"/export", "admin"); w.Code != http.StatusInternalServerError {
-		t.Fatalf("failing export source: %d", w.Code)
+	s2 := apitest.New(t, func(d app.Deps) []web.Module {
+		return []web.Module{gdpr.New(d.Pool, d.Audit, nil, nil, d.Config.KEK, failing)}
+	})
+	tok2, _ := s2.Token(rbac.Admin)
+	alice2 := createUser(t, s2, "alice@example.com", rbac.Viewer)
+	if r := s2.Do("GET", "/api/v1/users/"+alice2.ID+"/export", tok2, nil); r.Code != http.StatusInternalServerError {
+		t.Fatalf("failing export source: %d", r.Code)
 	}
 }
