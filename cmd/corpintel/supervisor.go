@@ -15,6 +15,7 @@ import (
 	"github.com/corpintel/corpintel/supervisor"
 	"github.com/docker/docker/client"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 )
 
 func init() { commands = append(commands, newSupervisorCmd) }
@@ -82,9 +83,10 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
+// isTerminal asks the terminal driver (a character device such as /dev/null is not one).
 func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS) // #nosec G115 -- file descriptors fit in int
+	return err == nil
 }
 
 // newDockerClient connects to the engine named by DOCKER_HOST (default the local
