@@ -61,10 +61,7 @@ func Build(ctx context.Context, d app.Deps, reg *prometheus.Registry) (*App, err
 	cfg := d.Config
 	rec := audit.NewRecorder(d.Pool, blob.Objects{S: d.Blob}, d.Log, d.Now)
 	d.Audit = rec
-	as, err := auth.NewService(ctx, auth.Options{
-		Pool: d.Pool, Log: d.Log, Audit: rec, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience,
-		KEK: cfg.KEK, Now: d.Now, AccessTTL: cfg.AccessTTL, SessionMaxAge: cfg.RefreshTTL, RotateEvery: cfg.KeyRotation,
-	})
+	as, err := auth.New(ctx, d)
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
