@@ -46,16 +46,6 @@ func (a *App) Run(ctx context.Context) {
 	wg.Wait()
 }
 
-// usersGDPR is the users table's share of a data-subject request. It runs last: the
-// other sources may still read the user's email.
-var usersGDPR = gdpr.Source{
-	Name: "profile",
-	Export: func(ctx context.Context, q gdpr.Querier, userID string) (any, error) {
-		return users.Export(ctx, q, userID)
-	},
-	Anonymize: users.Anonymize,
-}
-
 // Build assembles every module over d. The database must be migrated.
 func Build(ctx context.Context, d app.Deps, reg *prometheus.Registry) (*App, error) {
 	cfg := d.Config
@@ -70,11 +60,9 @@ func Build(ctx context.Context, d app.Deps, reg *prometheus.Registry) (*App, err
 	if _, err := timeseries.Prepare(ctx, d.Pool, d.Log, d.Now()); err != nil {
 		return nil, err
 	}
-	docs := documents.NewModule(documents.Options{Pool: d.Pool, Store: blob.Objects{S: d.Blob, NotFound: documents.ErrNoObject}, Log: d.Log, Now: d.Now,
-		MaxBytes: cfg.UploadMaxBytes})
-	g := gdpr.New(d.Pool, rec, d.Log, d.Now, gdpr.PseudonymKey(cfg.KEK),
-		audit.GDPRSource(), documents.GDPRSource(), usersGDPR)
-	mods := []web.Module{as, users.NewModule(d.Pool, d.Log), comp, ts, docs, audit.NewModule(d.Pool), g}
+	docs := documents.New(d)
+	g := gdpr.New(d.Pool, rec, d.Log, d.Now, cfg.KEK, audit.GDPRSource(), documents.GDPRSource(), gdpr.ProfileSource())
+	mods := []web.Module{as, users.New(d), comp, ts, docs, audit.New(d), g}
 
 	h, err := server.New(server.Options{
 		Log: d.Log, Registry: reg, Auth: as, Audit: rec, Modules: mods, CORSOrigins: cfg.CORSOrigins,
