@@ -76,5 +76,5 @@ cover: ## all tests (unit, integration, end-to-end) with merged coverage; fails 
 unit: ## quick: go test ./... without coverage
 	$(GO) test -count=1 ./...
 
-fuzz: ## short run of every fuzz target (FUZZTIME each, default 10s)
+fuzz: ## short run of every fuzz target (FUZZTIME each, default 6s)
 	scripts/fuzz.sh
