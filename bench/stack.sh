@@ -255,7 +255,8 @@ jq -n \
 	--argjson cc "$corpintel_cold" --argjson dc "$compose_cold" --argjson ratio "$ratio" \
 	--argjson rec "$(printf '%s\n' "${recoveries[@]}" | jq -s .)" --argjson recm "$recovery_median" \
 	--argjson rss "$rss_mb" \
-	'{date: $date, revision: $rev, machine: {cpus: $cpus, memory_gib: $mem_gib, docker_engine: $engine, compose: $compose, compose_wait: $wait},
+	--argjson images "$(jq '[.[].Config.Image] | unique' "$work/inspect.json")" \
+	'{date: $date, revision: $rev, machine: {cpus: $cpus, memory_gib: $mem_gib, docker_engine: $engine, compose: $compose, compose_wait: $wait}, images: $images,
 	  cold_start_seconds: {corpintel: $cc, compose: $dc, ratio: $ratio, target_ratio_max: 1.0},
 	  recovery_after_kill_seconds: {runs: $rec, median: $recm, target_max: 5},
 	  supervisor_idle_rss_mb: {value: $rss, target_max: 50}}' >"$RESULT"
