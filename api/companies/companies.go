@@ -27,6 +27,12 @@ const (
 // listNamespace is the generation namespace of every list and search result.
 const listNamespace = "companies:list"
 
+// InvalidateLists drops every cached list and search page (e.g. after `corpintel api
+// seed` wrote companies directly).
+func InvalidateLists(ctx context.Context, c *cache.Cache) error {
+	return c.Bump(ctx, listNamespace)
+}
+
 // ItemKey is the cache key of one company.
 func ItemKey(id string) string { return "companies:id:" + id }
 

@@ -258,7 +258,7 @@ func TestSearch(t *testing.T) {
 	h.mod.st.mu.Lock()
 	h.mod.st.trgm = false
 	h.mod.st.mu.Unlock()
-	if err := h.cache.Bump(context.Background(), listNamespace); err != nil {
+	if err := InvalidateLists(context.Background(), h.cache); err != nil {
 		t.Fatal(err)
 	}
 	fb := listAll(t, h, url.Values{"q": {"apple"}, "limit": {"1"}})
