@@ -19,7 +19,7 @@
 #   IDLE_SECONDS    settle time before the RSS reading (default 20)
 #   RESULT          output file (default bench/results/stack.json)
 #   SUPERVISOR_LOG  copy the supervisor's log there (before the compose part)
-#   CORPINTEL_BIN   use this corpintel binary instead of building one (e.g. bin/corpintel)
+#   BENCH_BIN   use this corpintel binary instead of building one (e.g. bin/corpintel)
 #   KEEP_WORK=1     keep the work dir (configs, logs, compose file) when a step fails
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -83,8 +83,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [[ -n ${CORPINTEL_BIN:-} ]]; then
-	cp "$CORPINTEL_BIN" "$bin"
+if [[ -n ${BENCH_BIN:-} ]]; then
+	cp "$BENCH_BIN" "$bin"
 else
 	log "building corpintel"
 	CGO_ENABLED=0 go build -o "$bin" ./cmd/corpintel
