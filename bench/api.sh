@@ -32,7 +32,7 @@
 #   METRIC       metric of (c) (default share_price, a daily series; revenue is quarterly)
 #   API_IMAGE    use this API image instead of building corpintel/api:bench-<rev>
 #   RESULT       output file (default bench/results/api.json)
-#   KEEP_WORK=1  keep the work dir (config, logs, wrk output) when a step fails
+#   KEEP_WORK=1  keep the work dir (config, logs, wrk output) when a step fails (=always: always)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -91,7 +91,7 @@ cleanup() {
 		fi
 	done
 	[[ -n $built_image ]] && docker rmi "$built_image" >/dev/null 2>&1
-	if (( rc != 0 )) && [[ -n ${KEEP_WORK:-} ]]; then
+	if [[ ${KEEP_WORK:-} == always ]] || { (( rc != 0 )) && [[ -n ${KEEP_WORK:-} ]]; }; then
 		echo "bench: kept $work" >&2
 	else
 		rm -rf "$work"
