@@ -335,3 +335,14 @@ func TestArchiveRoundTrip(t *testing.T) {
 		t.Fatal("truncated archive decoded")
 	}
 }
+
+func TestTruncateIP(t *testing.T) {
+	for in, want := range map[string]string{
+		"198.51.100.23": "198.51.100.0", "198.51.100.0": "198.51.100.0", "10.1.2.3/8": "10.1.2.0",
+		"2001:db8:1234:5678::1": "2001:db8:1234::", "::ffff:1.2.3.4": "::", "": "", "not an ip": "", "999.1.1.1": "",
+	} {
+		if got := TruncateIP(in); got != want {
+			t.Errorf("TruncateIP(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

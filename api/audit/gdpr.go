@@ -1,9 +1,13 @@
 package audit
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
+	"strings"
 
 	"github.com/corpintel/corpintel/api/gdpr"
 	"github.com/jackc/pgx/v5"
@@ -54,5 +58,77 @@ func anonymizeEvents(ctx context.Context, tx pgx.Tx, userID, pseudonym string) e
 	if err != nil {
 		return fmt.Errorf("rewrite events: %w", err)
 	}
+	// The archives in MinIO are rewritten by the next retention pass (see
+	// rewriteArchives); queuing it here makes it part of the anonymization.
+	if _, err := tx.Exec(ctx, `INSERT INTO audit_archive_rewrites (user_id, email, pseudonym) VALUES ($1, $2, $3)`,
+		userID, email, pseudonym); err != nil {
+		return fmt.Errorf("queue archive rewrite: %w", err)
+	}
 	return nil
+}
+
+// anonymizer rewrites archived records the way anonymizeEvents rewrites the hot table.
+type anonymizer struct {
+	userID, email, pseudonym string
+	quotedEmail, quotedPseudonym []byte
+}
+
+func newAnonymizer(userID, email, pseudonym string) anonymizer {
+	a := anonymizer{userID: userID, email: email, pseudonym: pseudonym}
+	if email != "" {
+		a.quotedEmail, a.quotedPseudonym = jsonString(email), jsonString(pseudonym)
+	}
+	return a
+}
+
+func jsonString(s string) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+}
+
+// apply rewrites r in place and reports whether it named the user.
+func (a anonymizer) apply(r *Record) bool {
+	isActor := r.ActorID == a.userID || (a.email != "" && r.ActorID == a.email)
+	named := isActor || strings.Contains(r.Target, a.userID) || bytes.Contains(r.Detail, []byte(a.userID)) ||
+		(a.email != "" && bytes.Contains(r.Detail, a.quotedEmail))
+	if !named {
+		return false
+	}
+	if isActor {
+		r.ActorID = a.pseudonym
+	}
+	if isActor || r.ActorID == "" {
+		r.ClientIP = TruncateIP(r.ClientIP)
+	}
+	r.Target = strings.ReplaceAll(r.Target, a.userID, a.pseudonym)
+	if len(r.Detail) > 0 {
+		d := []byte(r.Detail)
+		if a.email != "" {
+			d = bytes.ReplaceAll(d, a.quotedEmail, a.quotedPseudonym)
+		}
+		r.Detail = json.RawMessage(bytes.ReplaceAll(d, []byte(a.userID), []byte(a.pseudonym)))
+	}
+	return true
+}
+
+// TruncateIP keeps the network of an address: IPv4 to its /24, IPv6 to its /48; an
+// unparsable value becomes "" (same as corpintel_truncate_ip in SQL).
+func TruncateIP(s string) string {
+	if s == "" {
+		return ""
+	}
+	s, _, _ = strings.Cut(s, "/")
+	addr, err := netip.ParseAddr(s)
+	if err != nil {
+		return ""
+	}
+	bits := 48
+	if addr.Is4() {
+		bits = 24
+	}
+	p, _ := addr.Prefix(bits)
+	return p.Addr().String()
 }

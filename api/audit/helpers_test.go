@@ -69,6 +69,18 @@ func (s *minioStore) GetObject(ctx context.Context, key string) (io.ReadCloser, 
 	return s.c.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
 }
 
+func (s *minioStore) ListObjects(ctx context.Context, prefix string, fn func(string, time.Time) error) error {
+	for o := range s.c.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if o.Err != nil {
+			return o.Err
+		}
+		if err := fn(o.Key, o.LastModified); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (s *minioStore) keys(t *testing.T, prefix string) []string {
 	t.Helper()
 	var out []string

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/corpintel/corpintel/api/web"
@@ -22,6 +23,8 @@ type ObjectStore interface {
 	PutObject(ctx context.Context, key string, r io.Reader, size int64, contentType string) error
 	// GetObject opens the object stored under key.
 	GetObject(ctx context.Context, key string) (io.ReadCloser, error)
+	// ListObjects calls fn for every object under prefix.
+	ListObjects(ctx context.Context, prefix string, fn func(key string, modified time.Time) error) error
 }
 
 // retention is the policy of the seed: application records 90 days, access records one
@@ -50,6 +53,8 @@ type Stats struct {
 	Archived map[web.Kind]int `json:"archived"` // records written to MinIO
 	Deleted  map[web.Kind]int `json:"deleted"`  // records removed from the hot table
 	Objects  []string         `json:"objects"`  // archive objects written
+	// Rewritten counts archive objects rewritten for GDPR anonymizations.
+	Rewritten int `json:"rewritten"`
 }
 
 func (s *Stats) add(kind web.Kind, key string, archived, deleted int) {
@@ -141,7 +146,87 @@ func (r *Recorder) Enforce(ctx context.Context, now time.Time) (Stats, error) {
 			break
 		}
 	}
+	if err := r.rewriteArchives(ctx, &st); err != nil {
+		return st, err
+	}
 	return st, nil
+}
+
+// rewriteArchives applies queued GDPR anonymizations to the archive objects: every
+// record naming an anonymized user is rewritten as in the hot table, the object is
+// replaced (and read back), and the queue entries are dropped once all objects are done.
+// A failure leaves the queue as it is; the next pass starts over (rewriting is
+// idempotent).
+func (r *Recorder) rewriteArchives(ctx context.Context, st *Stats) error {
+	rows, err := r.db.Query(ctx, `SELECT id, user_id, email, pseudonym FROM audit_archive_rewrites ORDER BY id LIMIT 100`)
+	if err != nil {
+		return fmt.Errorf("audit archive rewrite: read queue: %w", err)
+	}
+	var ids []int64
+	var anons []anonymizer
+	for rows.Next() {
+		var id int64
+		var user, email, pseudonym string
+		if err := rows.Scan(&id, &user, &email, &pseudonym); err != nil {
+			rows.Close()
+			return fmt.Errorf("audit archive rewrite: read queue: %w", err)
+		}
+		ids = append(ids, id)
+		anons = append(anons, newAnonymizer(user, email, pseudonym))
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("audit archive rewrite: read queue: %w", err)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	var keys []string
+	if err := r.store.ListObjects(ctx, "audit/", func(key string, _ time.Time) error {
+		if strings.HasSuffix(key, ".jsonl.gz") {
+			keys = append(keys, key)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("audit archive rewrite: list: %w", err)
+	}
+	for _, key := range keys {
+		rc, err := r.store.GetObject(ctx, key)
+		if err != nil {
+			return fmt.Errorf("audit archive rewrite %s: %w", key, err)
+		}
+		recs, err := DecodeArchive(rc)
+		rc.Close()
+		if err != nil {
+			return fmt.Errorf("audit archive rewrite %s: %w", key, err)
+		}
+		changed := false
+		for i := range recs {
+			for _, a := range anons {
+				if a.apply(&recs[i]) {
+					changed = true
+				}
+			}
+		}
+		if !changed {
+			continue
+		}
+		data, err := EncodeArchive(recs)
+		if err != nil {
+			return fmt.Errorf("audit archive rewrite %s: %w", key, err)
+		}
+		if err := r.store.PutObject(ctx, key, bytes.NewReader(data), int64(len(data)), "application/gzip"); err != nil {
+			return fmt.Errorf("audit archive rewrite %s: upload: %w", key, err)
+		}
+		if err := r.verifyArchive(ctx, key, data, len(recs)); err != nil {
+			return fmt.Errorf("audit archive rewrite %s: verify: %w", key, err)
+		}
+		st.Rewritten++
+	}
+	if _, err := r.db.Exec(ctx, `DELETE FROM audit_archive_rewrites WHERE id = ANY($1)`, ids); err != nil {
+		return fmt.Errorf("audit archive rewrite: dequeue: %w", err)
+	}
+	return nil
 }
 
 // expireBatch archives and deletes up to one batch of expired records of one UTC day

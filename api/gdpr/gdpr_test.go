@@ -3,6 +3,7 @@ package gdpr_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"github.com/corpintel/corpintel/api/apitest"
 	"github.com/corpintel/corpintel/api/app"
 	"github.com/corpintel/corpintel/api/audit"
+	"github.com/corpintel/corpintel/api/blob"
 	"github.com/corpintel/corpintel/api/documents"
 	"github.com/corpintel/corpintel/api/gdpr"
 	"github.com/corpintel/corpintel/api/rbac"
@@ -266,5 +268,69 @@ func TestExportRefusedWhenAuditFails(t *testing.T) {
 	alice2 := createUser(t, s2, "alice@example.com", rbac.Viewer)
 	if r := s2.Do("GET", "/api/v1/users/"+alice2.ID+"/export", tok2, nil); r.Code != http.StatusInternalServerError {
 		t.Fatalf("failing export source: %d", r.Code)
+	}
+}
+
+func TestAnonymizeRewritesArchives(t *testing.T) {
+	s := apitest.New(t, modules)
+	ctx := context.Background()
+	tok, _ := s.Token(rbac.Admin)
+	alice := createUser(t, s, "alice@example.com", rbac.Viewer)
+	old := time.Now().UTC().Add(-400 * 24 * time.Hour)
+	for _, ev := range []web.Event{
+		{Time: old, ActorID: alice.ID, Action: "auth.login", ClientIP: "198.51.100.23", Status: 200, Kind: web.KindSecurity, Detail: map[string]any{"email": "alice@example.com"}},
+		{Time: old, ActorID: alice.ID, Action: "company.update", ClientIP: "198.51.100.23", Status: 200, Kind: web.KindAccess},
+		{Time: old, ActorID: "bob", Action: "company.update", ClientIP: "192.0.2.1", Status: 200, Kind: web.KindAccess},
+	} {
+		if err := s.Recorder.Record(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := s.Recorder.Enforce(ctx, time.Now())
+	if err != nil || len(st.Objects) != 2 {
+		t.Fatalf("archive before anonymizing: %+v %v", st, err)
+	}
+	if r := s.Do("POST", "/api/v1/users/"+alice.ID+"/anonymize", tok, nil); r.Code != http.StatusOK {
+		t.Fatalf("anonymize: %d %s", r.Code, r.Body)
+	}
+	st, err = s.Recorder.Enforce(ctx, time.Now())
+	if err != nil || st.Rewritten != 2 {
+		t.Fatalf("rewrite pass: %+v %v", st, err)
+	}
+	pseudonym := gdpr.Pseudonym(gdpr.PseudonymKey(s.Deps.Config.KEK), alice.ID)
+	store := blob.Objects{S: s.Deps.Blob}
+	actors := map[string]bool{}
+	err = store.ListObjects(ctx, "audit/", func(key string, _ time.Time) error {
+		rc, err := store.GetObject(ctx, key)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		recs, err := audit.DecodeArchive(rc)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			b, _ := json.Marshal(r)
+			if strings.Contains(string(b), alice.ID) || strings.Contains(string(b), "alice@") || strings.Contains(string(b), "198.51.100.23") {
+				t.Errorf("%s still identifies alice: %s", key, b)
+			}
+			actors[r.ActorID] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !actors[pseudonym] || !actors["bob"] {
+		t.Fatalf("actors in the archive: %v", actors)
+	}
+	var queued int
+	_ = s.Deps.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_archive_rewrites`).Scan(&queued)
+	if queued != 0 {
+		t.Fatalf("%d rewrites still queued", queued)
+	}
+	if st, err := s.Recorder.Enforce(ctx, time.Now()); err != nil || st.Rewritten != 0 {
+		t.Fatalf("idle pass: %+v %v", st, err)
 	}
 }
