@@ -69,7 +69,7 @@ func anonymizeEvents(ctx context.Context, tx pgx.Tx, userID, pseudonym string) e
 
 // anonymizer rewrites archived records the way anonymizeEvents rewrites the hot table.
 type anonymizer struct {
-	userID, email, pseudonym string
+	userID, email, pseudonym     string
 	quotedEmail, quotedPseudonym []byte
 }
 
