@@ -336,7 +336,13 @@ func (x *executor) runJob(ctx context.Context, name string) error {
 	if code != 0 {
 		return fmt.Errorf("job %s exited with code %d%s", name, code, x.logTail(bg, id))
 	}
-	if job.Once && x.jobDone != nil {
+	if x.jobDone == nil {
+		return nil
+	}
+	if job.Name == JobMigrate {
+		return x.jobDone(ctx, MigratedKey(job))
+	}
+	if job.Once {
 		return x.jobDone(ctx, name)
 	}
 	return nil

@@ -166,8 +166,12 @@ func BuildPlan(desired Spec, obs Observed) Plan {
 	return Plan{Steps: steps}
 }
 
-// planJobs runs migrate before any API container starts, and run-once jobs not yet
-// done (which need the schema, so migrate runs first then too).
+// planJobs runs migrate before any API container starts, unless the state store records
+// that migrate already succeeded with exactly this job spec (same API image, so the same
+// embedded migrations): replacing a killed replica then does not wait for a no-op
+// migration. Run-once jobs not yet done need the schema, so migrate runs first then too.
+// (The API also applies pending migrations itself at start, under the same advisory
+// lock, so a skipped job can never leave a replica on an old schema.)
 func planJobs(desired Spec, obs Observed, apiSteps []Step) []Step {
 	startsAPI := slices.ContainsFunc(apiSteps, func(s Step) bool {
 		return s.Kind == StepStart || s.Kind == StepRecreate || s.Kind == StepRollout
@@ -178,20 +182,28 @@ func planJobs(desired Spec, obs Observed, apiSteps []Step) []Step {
 			pending = append(pending, Step{Kind: StepRunJob, Job: j.Name, Name: JobContainerName(desired.Project, j.Name), Reason: "first start"})
 		}
 	}
-	if !startsAPI && len(pending) == 0 {
-		return nil
-	}
 	var steps []Step
 	for _, j := range desired.Jobs {
-		if j.Name == JobMigrate {
-			reason := "before API containers start"
-			if !startsAPI {
-				reason = "before run-once jobs"
-			}
-			steps = append(steps, Step{Kind: StepRunJob, Job: j.Name, Name: JobContainerName(desired.Project, j.Name), Reason: reason})
+		if j.Name != JobMigrate {
+			continue
 		}
+		reason := ""
+		switch {
+		case startsAPI && (len(pending) > 0 || !obs.JobsDone[MigratedKey(j)]):
+			reason = "before API containers start"
+		case len(pending) > 0:
+			reason = "before run-once jobs"
+		default:
+			continue
+		}
+		steps = append(steps, Step{Kind: StepRunJob, Job: j.Name, Name: JobContainerName(desired.Project, j.Name), Reason: reason})
 	}
 	return append(steps, pending...)
+}
+
+// MigratedKey is the state-store record of a successful migrate job with this spec.
+func MigratedKey(j JobSpec) string {
+	return j.Name + "@" + j.Container.Hash
 }
 
 func planService(project string, svc ServiceSpec, mine []ObservedContainer) []Step {

@@ -111,6 +111,24 @@ func TestPlanGolden(t *testing.T) {
 		{"scale_down", prod.WithScale(ServiceAPI, 1), prodObs},
 		{"scale_zero", prod.WithScale(ServiceAPI, 0), prodObs},
 		{"killed_api", prod, edit(prodObs, "cit-api-2", func(c *ObservedContainer) { c.State, c.Health, c.ExitCode = StateExited, "", 137 })},
+		{"killed_api_migrated", prod, func() Observed {
+			o := edit(prodObs, "cit-api-2", func(c *ObservedContainer) { c.State, c.Health, c.ExitCode = StateExited, "", 137 })
+			o.JobsDone = map[string]bool{MigratedKey(prod.Jobs[0]): true}
+			return o
+		}()},
+		{"api_image_rebuilt_after_migrate", func() Spec {
+			h := testHost
+			h.ImageIDs = map[string]string{"corpintel/api:latest": "sha256:api2", "corpintel/postgres:15": "sha256:pg1", "corpintel/redis:7": "sha256:redis1", "corpintel/minio:latest": "sha256:minio1"}
+			s, err := BuildSpec(testConfig(t, "prod", nil), testSecrets("/var/lib/corpintel/cit"), h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}(), func() Observed {
+			o := prodObs
+			o.JobsDone = map[string]bool{MigratedKey(prod.Jobs[0]): true}
+			return o
+		}()},
 		{"killed_redis", prod, edit(prodObs, "cit-redis", func(c *ObservedContainer) { c.State, c.Health, c.ExitCode = StateExited, "", 137 })},
 		{"missing_minio", prod, func() Observed {
 			o := prodObs
