@@ -101,7 +101,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*web.Principa
 
 // checkLive asks PostgreSQL whether the token may still be used.
 func (s *Service) checkLive(ctx context.Context, c *Claims) (*web.Principal, error) {
-	if !validUUID(c.Subject) || !validUUID(c.SID) || !validUUID(c.ID) {
+	if !web.ValidUUID(c.Subject) || !web.ValidUUID(c.SID) || !web.ValidUUID(c.ID) {
 		return nil, web.ErrUnauthorized()
 	}
 	var email, role string
@@ -128,24 +128,4 @@ func newUUID() string {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
-
-// validUUID reports whether s is a canonical (lower- or upper-case) UUID string.
-func validUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i, r := range s {
-		switch i {
-		case 8, 13, 18, 23:
-			if r != '-' {
-				return false
-			}
-		default:
-			if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f' || r >= 'A' && r <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
 }

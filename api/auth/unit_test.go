@@ -86,8 +86,8 @@ func TestValidUUID(t *testing.T) {
 		"' OR 1=1":                             false,
 		"":                                     false,
 	} {
-		if validUUID(s) != want {
-			t.Errorf("validUUID(%q) = %v", s, !want)
+		if web.ValidUUID(s) != want {
+			t.Errorf("web.ValidUUID(%q) = %v", s, !want)
 		}
 	}
 }

@@ -89,7 +89,7 @@ func (m *Module) Routes() []web.Route {
 
 func (m *Module) get(c echo.Context) error {
 	id := c.Param("id")
-	if !ValidID(id) {
+	if !web.ValidUUID(id) {
 		return web.ErrNotFound()
 	}
 	co, err := cache.GetOrLoad(c.Request().Context(), m.cache, ItemKey(id), ItemTTL, func(ctx context.Context) (Company, error) {
@@ -137,7 +137,7 @@ func (m *Module) create(c echo.Context) error {
 
 func (m *Module) update(c echo.Context) error {
 	id := c.Param("id")
-	if !ValidID(id) {
+	if !web.ValidUUID(id) {
 		return web.ErrNotFound()
 	}
 	var in Input
@@ -161,7 +161,7 @@ func (m *Module) update(c echo.Context) error {
 
 func (m *Module) delete(c echo.Context) error {
 	id := c.Param("id")
-	if !ValidID(id) {
+	if !web.ValidUUID(id) {
 		return web.ErrNotFound()
 	}
 	ctx := c.Request().Context()

@@ -82,7 +82,7 @@ func DecodeCursor(s string) (Cursor, error) {
 	if err := web.DecodeJSON(strings.NewReader(string(b)), &c); err != nil {
 		return c, errBadCursor
 	}
-	if c.V != cursorVersion || !ValidID(c.ID) || !utf8.ValidString(c.Name) || c.Name == "" ||
+	if c.V != cursorVersion || !web.ValidUUID(c.ID) || !utf8.ValidString(c.Name) || c.Name == "" ||
 		(c.Exact != 0 && c.Exact != 1) || c.Score < 0 || c.Score > 1 {
 		return Cursor{}, errBadCursor
 	}
@@ -147,27 +147,6 @@ func ParseList(q url.Values) (ListParams, error) {
 		p.After = &c
 	}
 	return p, nil
-}
-
-// ValidID reports whether s is a UUID in its canonical textual form.
-func ValidID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < 36; i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // likePattern returns %q% with LIKE's metacharacters escaped, so user input is matched

@@ -2,6 +2,7 @@ package companies
 
 import (
 	"encoding/base64"
+	"github.com/corpintel/corpintel/api/web"
 	"net/url"
 	"strings"
 	"testing"
@@ -106,7 +107,7 @@ func FuzzDecodeCursor(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !ValidID(c.ID) || c.Name == "" {
+		if !web.ValidUUID(c.ID) || c.Name == "" {
 			t.Fatalf("accepted invalid cursor %+v", c)
 		}
 		again, err := DecodeCursor(EncodeCursor(c))

@@ -25,7 +25,7 @@ import (
 func (m *Module) delete(c echo.Context) error {
 	ctx := c.Request().Context()
 	id := c.Param("id")
-	if !validUUID(id) {
+	if !web.ValidUUID(id) {
 		return errNotFound
 	}
 	var key string

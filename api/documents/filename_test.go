@@ -1,6 +1,7 @@
 package documents
 
 import (
+	"github.com/corpintel/corpintel/api/web"
 	"mime"
 	"net/url"
 	"strings"
@@ -96,7 +97,7 @@ func FuzzParseListQuery(f *testing.F) {
 		if lq.Limit < 1 || lq.Limit > maxPage {
 			t.Fatalf("limit %d", lq.Limit)
 		}
-		if lq.After != nil && !validUUID(lq.After.ID) {
+		if lq.After != nil && !web.ValidUUID(lq.After.ID) {
 			t.Fatalf("cursor id %q", lq.After.ID)
 		}
 	})

@@ -39,7 +39,7 @@ func scanDocument(r rowScanner, d *Document) error {
 // load reads one document's metadata and its object key.
 func (m *Module) load(ctx context.Context, id string) (Document, string, error) {
 	var d Document
-	if !validUUID(id) {
+	if !web.ValidUUID(id) {
 		return d, "", errNotFound
 	}
 	row := m.pool.QueryRow(ctx, `SELECT `+documentColumns+`, object_key FROM documents WHERE id = $1`, id)
@@ -117,7 +117,7 @@ func parseListCursor(s string) (ListCursor, bool) {
 	}
 	ns, id, ok := strings.Cut(string(b), "/")
 	n, err := strconv.ParseInt(ns, 10, 64)
-	if !ok || err != nil || !validUUID(id) {
+	if !ok || err != nil || !web.ValidUUID(id) {
 		return ListCursor{}, false
 	}
 	return ListCursor{CreatedAt: time.Unix(0, n).UTC(), ID: strings.ToLower(id)}, true

@@ -277,7 +277,7 @@ func (m *Module) removeQuietly(key string) {
 
 func (m *Module) companyExists(ctx context.Context, id string) error {
 	noCompany := web.NewProblem(http.StatusNotFound, "no such company")
-	if !validUUID(id) {
+	if !web.ValidUUID(id) {
 		return noCompany
 	}
 	var one int

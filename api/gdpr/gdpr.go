@@ -141,7 +141,7 @@ func usersProblem(err error) error {
 // the admins and the user row in its own order, and taking the user row first here
 // could deadlock with a concurrent role change.
 func userExists(ctx context.Context, q Querier, id string) error {
-	if !validUUID(id) {
+	if !web.ValidUUID(id) {
 		return errNoUser
 	}
 	var got string
@@ -248,24 +248,4 @@ func (m *Module) Export(ctx context.Context, userID string) (Export, error) {
 		return Export{}, err
 	}
 	return out, nil
-}
-
-func validUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
 }

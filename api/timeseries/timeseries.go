@@ -113,7 +113,7 @@ func (m *Module) Routes() []web.Route {
 
 func (m *Module) ingest(c echo.Context) error {
 	id := c.Param("id")
-	if !companies.ValidID(id) {
+	if !web.ValidUUID(id) {
 		return web.ErrNotFound()
 	}
 	web.SetAuditTarget(c, "company:"+id)
@@ -144,7 +144,7 @@ func (m *Module) ingest(c echo.Context) error {
 
 func (m *Module) query(c echo.Context) error {
 	id := c.Param("id")
-	if !companies.ValidID(id) {
+	if !web.ValidUUID(id) {
 		return web.ErrNotFound()
 	}
 	q, err := ParseQuery(c.QueryParams(), m.now())

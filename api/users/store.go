@@ -69,7 +69,7 @@ func decodeCursor(c string) (*time.Time, *string, error) {
 	}
 	ts, id, ok := strings.Cut(string(b), "|")
 	t, err := time.Parse(time.RFC3339Nano, ts)
-	if !ok || err != nil || !validUUID(id) {
+	if !ok || err != nil || !web.ValidUUID(id) {
 		return nil, nil, errBadCursor
 	}
 	return &t, &id, nil
@@ -108,7 +108,7 @@ func (u Update) Validate() []web.FieldError {
 // lockForChange locks the user row and, when the change could remove the last active
 // admin, the admin rows too, and refuses that change. It returns the current user.
 func lockForChange(ctx context.Context, tx pgx.Tx, id string, losesAdmin func(User) bool) (User, error) {
-	if !validUUID(id) {
+	if !web.ValidUUID(id) {
 		return User{}, ErrNotFound
 	}
 	// Lock every active admin first (in id order) so that two concurrent demotions cannot

@@ -83,7 +83,7 @@ func scanUser(row pgx.Row) (User, error) {
 
 // Get returns one user.
 func Get(ctx context.Context, q Querier, id string) (User, error) {
-	if !validUUID(id) {
+	if !web.ValidUUID(id) {
 		return User{}, ErrNotFound
 	}
 	u, err := scanUser(q.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = $1`, id))
@@ -201,23 +201,4 @@ func checkPassword(s string) string {
 		return fmt.Sprintf("must be %d to %d characters", password.MinLen, password.MaxLen)
 	}
 	return ""
-}
-
-func validUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i, r := range s {
-		switch i {
-		case 8, 13, 18, 23:
-			if r != '-' {
-				return false
-			}
-		default:
-			if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f' || r >= 'A' && r <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
 }
