@@ -78,7 +78,10 @@ func FuzzVerify(f *testing.F) {
 		if p.Memory > 256*1024 || p.Time > 16 || p.Threads > 16 {
 			t.Fatalf("accepted parameters %+v", p)
 		}
-		if p.Memory <= 1024 && p.Time <= 2 { // keep the fuzzer fast; the cost path is tested above
+		// Run the (argon2) verification only for tiny parameters: every execution must stay
+		// far below a millisecond, or short -fuzztime runs end mid-execution (the cost path
+		// is tested above).
+		if p.Memory <= 64 && p.Time == 1 && p.Threads <= 2 {
 			_, _ = Verify([]byte(pw), h)
 		}
 	})
