@@ -24,3 +24,15 @@ type Deps struct {
 	Config Config
 	Now    func() time.Time
 }
+
+// WithDefaults fills what a module may leave unset in tests: the clock and a logger that
+// discards.
+func (d Deps) WithDefaults() Deps {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	return d
+}

@@ -51,15 +51,8 @@ type Module struct {
 // New returns the companies module. Whether pg_trgm is installed is checked on the first
 // search.
 func New(d app.Deps) *Module {
-	now := d.Now
-	if now == nil {
-		now = time.Now
-	}
-	log := d.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Module{st: store{pool: d.Pool, log: log}, cache: d.Cache, log: log, now: now}
+	d = d.WithDefaults()
+	return &Module{st: store{pool: d.Pool, log: d.Log}, cache: d.Cache, log: d.Log, now: d.Now}
 }
 
 var _ web.Module = (*Module)(nil)

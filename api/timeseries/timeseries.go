@@ -47,15 +47,8 @@ type Module struct {
 // New returns the metrics module. The storage (hypertable or native partitions) is read
 // from the catalog on first use; call Prepare at start-up to create partitions ahead.
 func New(d app.Deps) *Module {
-	now := d.Now
-	if now == nil {
-		now = time.Now
-	}
-	log := d.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Module{pool: d.Pool, parts: NewPartitions(d.Pool, log), cache: d.Cache, log: log, now: now}
+	d = d.WithDefaults()
+	return &Module{pool: d.Pool, parts: NewPartitions(d.Pool, d.Log), cache: d.Cache, log: d.Log, now: d.Now}
 }
 
 // Prepare detects the storage and, for native partitions, creates the partitions of the
