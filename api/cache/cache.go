@@ -86,21 +86,31 @@ func New(rdb redis.UniversalClient, prefix string, reg prometheus.Registerer, op
 // Delete(key) invalidates it; for data that changes use GetOrLoadIn, whose namespace
 // generation also protects against a load that raced a write.
 func GetOrLoad[T any](ctx context.Context, c *Cache, key string, ttl time.Duration, load func(ctx context.Context) (T, error)) (T, error) {
-	return getOrLoad(ctx, c, c.prefix+"k:"+key, ttl, load)
+	v, _, err := get(ctx, c, c.keyLookup(key), ttl, load, false)
+	return v, err
+}
+
+// GetOrLoadJSON is GetOrLoad for a handler that only passes the value on: it returns the
+// value's JSON, on a hit exactly the bytes Redis holds, without decoding and re-encoding
+// them. The bytes may be shared with concurrent callers: do not modify them.
+func GetOrLoadJSON[T any](ctx context.Context, c *Cache, key string, ttl time.Duration, load func(ctx context.Context) (T, error)) ([]byte, error) {
+	_, b, err := get(ctx, c, c.keyLookup(key), ttl, load, true)
+	return b, err
 }
 
 // GetOrLoadIn is GetOrLoad for a key inside namespace (e.g. "companies:search"):
 // Bump(namespace) invalidates every key of the namespace at once. The generation is read
-// before loading, so a load that raced a write and a Bump stores its stale result under
-// the old generation, where nobody looks any more.
+// before loading (in the same round trip as the value), so a load that raced a write and
+// a Bump stores its stale result under the old generation, where nobody looks any more.
 func GetOrLoadIn[T any](ctx context.Context, c *Cache, namespace, key string, ttl time.Duration, load func(ctx context.Context) (T, error)) (T, error) {
-	gen, err := c.generation(ctx, namespace)
-	if err != nil {
-		c.errs.Inc()
-		c.log.WarnContext(ctx, "cache unavailable; loading without it", "namespace", namespace, "err", err)
-		return shareLoad(ctx, c, "nogen:"+namespace+":"+key, load, nil)
-	}
-	return getOrLoad(ctx, c, c.prefix+"n:"+namespace+":"+gen+":"+key, ttl, load)
+	v, _, err := get(ctx, c, c.namespaceLookup(namespace, key), ttl, load, false)
+	return v, err
+}
+
+// GetOrLoadJSONIn is GetOrLoadIn returning JSON, like GetOrLoadJSON.
+func GetOrLoadJSONIn[T any](ctx context.Context, c *Cache, namespace, key string, ttl time.Duration, load func(ctx context.Context) (T, error)) ([]byte, error) {
+	_, b, err := get(ctx, c, c.namespaceLookup(namespace, key), ttl, load, true)
+	return b, err
 }
 
 // Delete removes keys stored with GetOrLoad.
@@ -136,14 +146,18 @@ func (c *Cache) genKey(namespace string) string { return c.prefix + "g:" + names
 // A generation counter that is missing (never set, or evicted: Redis runs allkeys-lru)
 // starts from the current time in nanoseconds instead of 0, so a counter recreated after
 // an eviction never returns to a generation whose entries may still be cached.
+//
+// getInScript reads (or starts) the generation and the value stored under it in one
+// round trip. It names the value's key in ARGV, not KEYS, because the key depends on the
+// generation it reads; that is fine on the single Redis the stack runs (not on a cluster).
 var (
-	generationScript = redis.NewScript(`
+	getInScript = redis.NewScript(`
 local g = redis.call('GET', KEYS[1])
 if not g then
   g = ARGV[1]
   redis.call('SET', KEYS[1], g)
 end
-return g`)
+return {g, redis.call('GET', ARGV[2] .. g .. ARGV[3])}`)
 	bumpScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('SET', KEYS[1], ARGV[1])
@@ -151,50 +165,84 @@ end
 return redis.call('INCR', KEYS[1])`)
 )
 
-func (c *Cache) generation(ctx context.Context, namespace string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.opTimeout)
-	defer cancel()
-	v, err := generationScript.Run(ctx, c.rdb, []string{c.genKey(namespace)}, c.now().UnixNano()).Result()
-	if err != nil {
-		return "", err
-	}
-	switch g := v.(type) {
-	case string:
-		return g, nil
-	case int64:
-		return strconv.FormatInt(g, 10), nil
-	default:
-		return "", fmt.Errorf("generation of %s: unexpected reply %T", namespace, v)
+// lookup finds a value in Redis. It returns the key a loaded value is stored under (or,
+// with err, the key concurrent loads share) and the stored bytes (nil when absent).
+type lookup func(ctx context.Context) (key string, stored []byte, err error)
+
+func (c *Cache) keyLookup(key string) lookup {
+	full := c.prefix + "k:" + key
+	return func(ctx context.Context) (string, []byte, error) {
+		ctx, cancel := context.WithTimeout(ctx, c.opTimeout)
+		defer cancel()
+		b, err := c.rdb.Get(ctx, full).Bytes()
+		if errors.Is(err, redis.Nil) {
+			return full, nil, nil
+		}
+		return full, b, err
 	}
 }
 
-func getOrLoad[T any](ctx context.Context, c *Cache, fullKey string, ttl time.Duration, load func(ctx context.Context) (T, error)) (T, error) {
-	gctx, cancel := context.WithTimeout(ctx, c.opTimeout)
-	b, err := c.rdb.Get(gctx, fullKey).Bytes()
-	cancel()
-	switch {
-	case err == nil:
-		var v T
-		if uerr := json.Unmarshal(b, &v); uerr == nil {
-			c.hits.Inc()
-			return v, nil
+func (c *Cache) namespaceLookup(namespace, key string) lookup {
+	return func(ctx context.Context) (string, []byte, error) {
+		ctx, cancel := context.WithTimeout(ctx, c.opTimeout)
+		defer cancel()
+		base := c.prefix + "n:" + namespace + ":"
+		v, err := getInScript.Run(ctx, c.rdb, []string{c.genKey(namespace)}, c.now().UnixNano(), base, ":"+key).Slice()
+		if err != nil {
+			return "nogen:" + namespace + ":" + key, nil, err
 		}
-		// A value of an older shape: reload and overwrite it.
-		c.misses.Inc()
-	case errors.Is(err, redis.Nil):
-		c.misses.Inc()
-	default:
-		c.errs.Inc()
-		c.log.WarnContext(ctx, "cache unavailable; loading without it", "key", fullKey, "err", err)
-		return shareLoad(ctx, c, fullKey, load, nil)
+		if len(v) != 2 {
+			return "nogen:" + namespace + ":" + key, nil, fmt.Errorf("generation of %s: unexpected reply %v", namespace, v)
+		}
+		var gen string
+		switch g := v[0].(type) {
+		case string:
+			gen = g
+		case int64:
+			gen = strconv.FormatInt(g, 10)
+		default:
+			return "nogen:" + namespace + ":" + key, nil, fmt.Errorf("generation of %s: unexpected reply %T", namespace, v[0])
+		}
+		full := base + gen + ":" + key
+		if s, ok := v[1].(string); ok {
+			return full, []byte(s), nil
+		}
+		return full, nil, nil
 	}
-	return shareLoad(ctx, c, fullKey, load, func(lctx context.Context, b []byte) {
+}
+
+// get is the cache-aside: look up, check the stored value's shape, load on a miss. With
+// raw it returns the JSON and leaves the value zero; otherwise the value and no JSON.
+func get[T any](ctx context.Context, c *Cache, find lookup, ttl time.Duration, load func(ctx context.Context) (T, error), raw bool) (T, []byte, error) {
+	var zero T
+	shape := shapeOf[T]()
+	full, stored, err := find(ctx)
+	if err != nil {
+		c.errs.Inc()
+		c.log.WarnContext(ctx, "cache unavailable; loading without it", "key", full, "err", err)
+		return shareLoad(ctx, c, full, shape, load, nil, raw)
+	}
+	if body, ok := unwrap(stored, shape); ok {
+		if raw {
+			c.hits.Inc()
+			return zero, body, nil
+		}
+		var v T
+		if json.Unmarshal(body, &v) == nil {
+			c.hits.Inc()
+			return v, nil, nil
+		}
+	}
+	// Absent, or a value of another shape (written by another version): load and
+	// overwrite it.
+	c.misses.Inc()
+	return shareLoad(ctx, c, full, shape, load, func(lctx context.Context, b []byte) {
 		sctx, cancel := context.WithTimeout(lctx, c.opTimeout)
 		defer cancel()
-		if err := c.rdb.Set(sctx, fullKey, b, ttl).Err(); err != nil {
-			c.log.WarnContext(lctx, "cache store failed", "key", fullKey, "err", err)
+		if err := c.rdb.Set(sctx, full, b, ttl).Err(); err != nil {
+			c.log.WarnContext(lctx, "cache store failed", "key", full, "err", err)
 		}
-	})
+	}, raw)
 }
 
 type loaded[T any] struct {
@@ -203,24 +251,24 @@ type loaded[T any] struct {
 }
 
 // shareLoad runs load once per key among concurrent callers of this replica and hands
-// the JSON of its result to store (when not nil). The load runs detached from the first
-// caller's cancellation (others may still wait for it); each caller stops waiting when
-// its own ctx ends.
-func shareLoad[T any](ctx context.Context, c *Cache, key string, load func(ctx context.Context) (T, error), store func(ctx context.Context, b []byte)) (T, error) {
+// the stored form of its result (shape header and JSON) to store (when not nil). The
+// load runs detached from the first caller's cancellation (others may still wait for
+// it); each caller stops waiting when its own ctx ends.
+func shareLoad[T any](ctx context.Context, c *Cache, key, shape string, load func(ctx context.Context) (T, error), store func(ctx context.Context, b []byte), raw bool) (T, []byte, error) {
 	ch := c.group.DoChan(key, func() (any, error) {
 		lctx := context.WithoutCancel(ctx)
 		v, err := load(lctx)
 		if err != nil {
 			return nil, err
 		}
-		b, err := json.Marshal(v)
+		wrapped, err := wrap(v, shape)
 		if err != nil {
 			return nil, fmt.Errorf("cache: encode %s: %w", key, err)
 		}
 		if store != nil {
-			store(lctx, b)
+			store(lctx, wrapped)
 		}
-		return loaded[T]{v: v, b: b}, nil
+		return loaded[T]{v: v, b: wrapped[len(shape)+1:]}, nil
 	})
 	if c.joined != nil {
 		c.joined(key)
@@ -228,20 +276,23 @@ func shareLoad[T any](ctx context.Context, c *Cache, key string, load func(ctx c
 	var zero T
 	select {
 	case <-ctx.Done():
-		return zero, ctx.Err()
+		return zero, nil, ctx.Err()
 	case r := <-ch:
 		if r.Err != nil {
-			return zero, r.Err
+			return zero, nil, r.Err
 		}
 		l := r.Val.(loaded[T])
+		if raw {
+			return zero, l.b, nil
+		}
 		if !r.Shared {
-			return l.v, nil
+			return l.v, nil, nil
 		}
 		var v T
 		if err := json.Unmarshal(l.b, &v); err != nil {
-			return zero, fmt.Errorf("cache: decode %s: %w", key, err)
+			return zero, nil, fmt.Errorf("cache: decode %s: %w", key, err)
 		}
-		return v, nil
+		return v, nil, nil
 	}
 }
 

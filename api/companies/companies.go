@@ -85,13 +85,13 @@ func (m *Module) get(c echo.Context) error {
 	if !web.ValidUUID(id) {
 		return web.ErrNotFound()
 	}
-	co, err := cache.GetOrLoad(c.Request().Context(), m.cache, ItemKey(id), ItemTTL, func(ctx context.Context) (Company, error) {
+	b, err := cache.GetOrLoadJSON(c.Request().Context(), m.cache, ItemKey(id), ItemTTL, func(ctx context.Context) (Company, error) {
 		return m.st.get(ctx, id)
 	})
 	if err != nil {
 		return err
 	}
-	return web.JSON(c, http.StatusOK, co)
+	return web.JSONBytes(c, http.StatusOK, b)
 }
 
 func (m *Module) list(c echo.Context) error {
@@ -99,13 +99,13 @@ func (m *Module) list(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page, err := cache.GetOrLoadIn(c.Request().Context(), m.cache, listNamespace, p.cacheKey(), ListTTL, func(ctx context.Context) (Page, error) {
+	b, err := cache.GetOrLoadJSONIn(c.Request().Context(), m.cache, listNamespace, p.cacheKey(), ListTTL, func(ctx context.Context) (Page, error) {
 		return m.st.list(ctx, p)
 	})
 	if err != nil {
 		return err
 	}
-	return web.JSON(c, http.StatusOK, page)
+	return web.JSONBytes(c, http.StatusOK, b)
 }
 
 func (m *Module) create(c echo.Context) error {

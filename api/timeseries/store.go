@@ -10,6 +10,7 @@ import (
 	"github.com/corpintel/corpintel/api/web"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -98,9 +99,9 @@ const upsertSQL = `INSERT INTO financial_metrics AS f (company_id, metric, time,
 	ON CONFLICT (company_id, metric, time) DO UPDATE SET value = EXCLUDED.value
 	WHERE f.value IS DISTINCT FROM EXCLUDED.value`
 
-// ingest writes points for company id: COPY into a session-local staging table, then
-// one INSERT … ON CONFLICT DO UPDATE (or a plain INSERT when no point exists yet), in
-// one transaction. A concurrent writer can store one of the keys between the probe and
+// ingest writes points for company id in one transaction: COPY straight into the table
+// when every point is new; otherwise COPY into a session-local staging table, then one
+// INSERT … ON CONFLICT DO UPDATE (or a plain INSERT when no point exists yet). A concurrent writer can store one of the keys between the probe and
 // the plain INSERT; the unique violation then makes the batch retry as an upsert.
 func ingest(ctx context.Context, pool *pgxpool.Pool, id string, points []Point) (IngestResult, error) {
 	received := len(points)
@@ -126,6 +127,21 @@ func ingestOnce(ctx context.Context, pool *pgxpool.Pool, id string, points []Poi
 		}
 		if err != nil {
 			return fmt.Errorf("lock company: %w", err)
+		}
+		if !upsert {
+			// Fast path for new points (the common case: appending the latest values):
+			// COPY straight into the table. A key that exists already fails the COPY
+			// with a unique violation; its savepoint is rolled back and the batch takes
+			// the staging path below, which merges.
+			n, err := copyNew(ctx, tx, id, points)
+			if err == nil {
+				res.Inserted = int(n)
+				return nil
+			}
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "23505" {
+				return err
+			}
 		}
 		if _, err := tx.Exec(ctx, stagingDDL); err != nil {
 			return fmt.Errorf("staging table: %w", err)
@@ -169,6 +185,39 @@ func ingestOnce(ctx context.Context, pool *pgxpool.Pool, id string, points []Poi
 	}
 	res.Unchanged = len(points) - res.Inserted - res.Updated
 	return res, nil
+}
+
+// copyNew copies points into financial_metrics inside a savepoint, which it rolls back
+// when the COPY fails.
+func copyNew(ctx context.Context, tx pgx.Tx, id string, points []Point) (int64, error) {
+	var uid pgtype.UUID
+	if err := uid.Scan(id); err != nil {
+		return 0, web.ErrNotFound()
+	}
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("savepoint: %w", err)
+	}
+	i := 0
+	src := pgx.CopyFromFunc(func() ([]any, error) {
+		if i == len(points) {
+			return nil, nil
+		}
+		p := points[i]
+		i++
+		return []any{uid, p.Metric, p.Time, *p.Value}, nil
+	})
+	n, err := sp.CopyFrom(ctx, pgx.Identifier{"financial_metrics"}, []string{"company_id", "metric", "time", "value"}, src)
+	if err != nil {
+		if rerr := sp.Rollback(ctx); rerr != nil {
+			return 0, fmt.Errorf("copy: %w (and rolling back its savepoint: %v)", err, rerr)
+		}
+		return 0, fmt.Errorf("copy: %w", err)
+	}
+	if err := sp.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("release savepoint: %w", err)
+	}
+	return n, nil
 }
 
 // Bucket is one aggregated value.

@@ -148,12 +148,12 @@ func (m *Module) query(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := cache.GetOrLoadIn(c.Request().Context(), m.cache, companies.MetricsNamespace(id), q.cacheKey(), QueryTTL,
+	b, err := cache.GetOrLoadJSONIn(c.Request().Context(), m.cache, companies.MetricsNamespace(id), q.cacheKey(), QueryTTL,
 		func(ctx context.Context) (Result, error) { return aggregate(ctx, m.pool, st, id, q) })
 	if err != nil {
 		return err
 	}
-	return web.JSON(c, http.StatusOK, res)
+	return web.JSONBytes(c, http.StatusOK, b)
 }
 
 func (q Query) cacheKey() string {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -91,6 +92,21 @@ func JSON(c echo.Context, status int, v any) error {
 	c.Response().WriteHeader(status)
 	return jsonEncode(c.Response(), v)
 }
+
+// JSONBytes writes b, which is already JSON (e.g. a cached value), as the response,
+// ending in a newline like JSON does.
+func JSONBytes(c echo.Context, status int, b []byte) error {
+	c.Response().Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(b)+1))
+	c.Response().WriteHeader(status)
+	if _, err := c.Response().Write(b); err != nil {
+		return err
+	}
+	_, err := c.Response().Write(newline)
+	return err
+}
+
+var newline = []byte{'\n'}
 
 func jsonEncode(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
