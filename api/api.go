@@ -145,7 +145,7 @@ func connect(ctx context.Context, cfg app.Config, log *slog.Logger) (*deps, erro
 		d.Close()
 		return nil, err
 	}
-	if d.Cache, err = cache.New(d.Redis, "ci:", reg, cache.WithLogger(log)); err != nil {
+	if d.Cache, err = cache.New(d.Redis, "ci:", reg, cache.WithLogger(log), cache.WithLocal(int64(cfg.LocalCacheMB)<<20)); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("cache: %w", err)
 	}

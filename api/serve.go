@@ -76,7 +76,7 @@ func Build(ctx context.Context, d app.Deps, reg *prometheus.Registry) (*App, err
 		return nil, err
 	}
 	a := &App{Handler: h, Auth: as}
-	a.run = append(a.run, as.Run,
+	a.run = append(a.run, as.Run, d.Cache.Follow,
 		func(ctx context.Context) { rec.RunRetention(ctx, auditRetentionEvery) },
 		func(ctx context.Context) { docs.RunReaper(ctx, documentReapEvery) },
 	)

@@ -23,6 +23,8 @@ type Config struct {
 	PGPoolMax                        int
 
 	RedisAddr, RedisPassword string
+	// LocalCacheMB sizes each replica's in-memory layer in front of Redis (0: off).
+	LocalCacheMB int
 
 	MinIOEndpoint, MinIOBucket, MinIOAccessKey, MinIOSecretKey string
 	MinIOTLS                                                   bool
@@ -45,7 +47,7 @@ func Defaults() Config {
 	return Config{
 		Listen: ":8080", Profile: "dev", LogLevel: "info",
 		PGHost: "postgres", PGPort: 5432, PGDB: "corporate_intel", PGUser: "intel_user", PGPoolMax: 10,
-		RedisAddr:     "redis:6379",
+		RedisAddr: "redis:6379", LocalCacheMB: 64,
 		MinIOEndpoint: "minio:9000", MinIOBucket: "corporate-documents",
 		JWTIssuer: "corpintel", JWTAudience: "corpintel-api",
 		AccessTTL: 15 * time.Minute, RefreshTTL: 30 * 24 * time.Hour, KeyRotation: 30 * 24 * time.Hour,
@@ -111,6 +113,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	num("CORPINTEL_PG_POOL_MAX", &c.PGPoolMax, 1, 1000)
 	secret("CORPINTEL_PG_PASSWORD", "/run/secrets/postgres_password", &c.PGPassword, false)
 	str("CORPINTEL_REDIS_ADDR", &c.RedisAddr)
+	num("CORPINTEL_LOCAL_CACHE_MB", &c.LocalCacheMB, 0, 65536)
 	secret("CORPINTEL_REDIS_PASSWORD", "/run/secrets/redis_password", &c.RedisPassword, false)
 	str("CORPINTEL_MINIO_ENDPOINT", &c.MinIOEndpoint)
 	str("CORPINTEL_MINIO_BUCKET", &c.MinIOBucket)

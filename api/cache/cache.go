@@ -37,6 +37,8 @@ type Cache struct {
 	log       *slog.Logger
 	opTimeout time.Duration
 	now       func() time.Time
+	local     *local // nil without WithLocal
+	localHits prometheus.Counter
 
 	// joined, when set (tests), is called once a caller has joined a key's load.
 	joined func(key string)
@@ -63,7 +65,8 @@ func New(rdb redis.UniversalClient, prefix string, reg prometheus.Registerer, op
 		Name: RequestsName,
 		Help: "Cache look-ups by result: hit, miss (loaded), error (Redis failed; loaded without the cache).",
 	}, []string{"result"})
-	if err := reg.Register(requests); err != nil {
+	err := reg.Register(requests)
+	if err != nil {
 		return nil, fmt.Errorf("cache: register metrics: %w", err)
 	}
 	c := &Cache{
@@ -73,6 +76,11 @@ func New(rdb redis.UniversalClient, prefix string, reg prometheus.Registerer, op
 	}
 	for _, o := range opts {
 		o(c)
+	}
+	if c.local != nil {
+		if c.localHits, err = newLocalHits(reg); err != nil {
+			return nil, fmt.Errorf("cache: register metrics: %w", err)
+		}
 	}
 	return c, nil
 }
@@ -119,12 +127,16 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) error {
 		return nil
 	}
 	full := make([]string, len(keys))
+	args := make([]any, 1, len(keys)+1)
+	args[0] = c.channel()
 	for i, k := range keys {
 		full[i] = c.prefix + "k:" + k
+		args = append(args, localKey("", k))
+		c.local.invalidate(localKey("", k))
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opTimeout)
 	defer cancel()
-	if err := c.rdb.Del(ctx, full...).Err(); err != nil {
+	if err := publishScript.Run(ctx, c.rdb, full, args...).Err(); err != nil {
 		return fmt.Errorf("cache: delete %v: %w", keys, err)
 	}
 	return nil
@@ -133,9 +145,10 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) error {
 // Bump invalidates every key of namespace in O(1) by moving it to a new generation;
 // entries of old generations expire with their TTL.
 func (c *Cache) Bump(ctx context.Context, namespace string) error {
+	c.local.invalidate("n:" + namespace)
 	ctx, cancel := context.WithTimeout(ctx, c.opTimeout)
 	defer cancel()
-	if err := bumpScript.Run(ctx, c.rdb, []string{c.genKey(namespace)}, c.now().UnixNano()).Err(); err != nil {
+	if err := bumpScript.Run(ctx, c.rdb, []string{c.genKey(namespace)}, c.now().UnixNano(), c.channel(), "n:"+namespace).Err(); err != nil {
 		return fmt.Errorf("cache: bump %s: %w", namespace, err)
 	}
 	return nil
@@ -162,16 +175,22 @@ return {g, redis.call('GET', ARGV[2] .. g .. ARGV[3])}`)
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('SET', KEYS[1], ARGV[1])
 end
-return redis.call('INCR', KEYS[1])`)
+local g = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return g`)
 )
 
-// lookup finds a value in Redis. It returns the key a loaded value is stored under (or,
-// with err, the key concurrent loads share) and the stored bytes (nil when absent).
-type lookup func(ctx context.Context) (key string, stored []byte, err error)
+// lookup is where get looks: the local layer's key and namespace, and find, which looks
+// in Redis and returns the key a loaded value is stored under (or, with err, the key
+// concurrent loads share) and the stored bytes (nil when absent).
+type lookup struct {
+	local, namespace string
+	find             func(ctx context.Context) (key string, stored []byte, err error)
+}
 
 func (c *Cache) keyLookup(key string) lookup {
 	full := c.prefix + "k:" + key
-	return func(ctx context.Context) (string, []byte, error) {
+	return lookup{local: localKey("", key), find: func(ctx context.Context) (string, []byte, error) {
 		ctx, cancel := context.WithTimeout(ctx, c.opTimeout)
 		defer cancel()
 		b, err := c.rdb.Get(ctx, full).Bytes()
@@ -179,11 +198,11 @@ func (c *Cache) keyLookup(key string) lookup {
 			return full, nil, nil
 		}
 		return full, b, err
-	}
+	}}
 }
 
 func (c *Cache) namespaceLookup(namespace, key string) lookup {
-	return func(ctx context.Context) (string, []byte, error) {
+	return lookup{local: localKey(namespace, key), namespace: namespace, find: func(ctx context.Context) (string, []byte, error) {
 		ctx, cancel := context.WithTimeout(ctx, c.opTimeout)
 		defer cancel()
 		base := c.prefix + "n:" + namespace + ":"
@@ -208,41 +227,68 @@ func (c *Cache) namespaceLookup(namespace, key string) lookup {
 			return full, []byte(s), nil
 		}
 		return full, nil, nil
-	}
+	}}
 }
 
 // get is the cache-aside: look up, check the stored value's shape, load on a miss. With
 // raw it returns the JSON and leaves the value zero; otherwise the value and no JSON.
-func get[T any](ctx context.Context, c *Cache, find lookup, ttl time.Duration, load func(ctx context.Context) (T, error), raw bool) (T, []byte, error) {
+func get[T any](ctx context.Context, c *Cache, at lookup, ttl time.Duration, load func(ctx context.Context) (T, error), raw bool) (T, []byte, error) {
 	var zero T
 	shape := shapeOf[T]()
-	full, stored, err := find(ctx)
+	if body, ok := c.local.get(at.local, shape, c.now()); ok {
+		if v, b, ok := hit[T](c, body, raw); ok {
+			c.localHits.Inc()
+			return v, b, nil
+		}
+	}
+	gen := c.local.generation()
+	full, stored, err := at.find(ctx)
 	if err != nil {
 		c.errs.Inc()
 		c.log.WarnContext(ctx, "cache unavailable; loading without it", "key", full, "err", err)
 		return shareLoad(ctx, c, full, shape, load, nil, raw)
 	}
 	if body, ok := unwrap(stored, shape); ok {
-		if raw {
-			c.hits.Inc()
-			return zero, body, nil
-		}
-		var v T
-		if json.Unmarshal(body, &v) == nil {
-			c.hits.Inc()
-			return v, nil, nil
+		if v, b, ok := hit[T](c, body, raw); ok {
+			c.local.put(at.local, at.namespace, shape, body, ttl, gen, c.now())
+			return v, b, nil
 		}
 	}
 	// Absent, or a value of another shape (written by another version): load and
 	// overwrite it.
 	c.misses.Inc()
-	return shareLoad(ctx, c, full, shape, load, func(lctx context.Context, b []byte) {
+	v, b, err := shareLoad(ctx, c, full, shape, load, func(lctx context.Context, b []byte) {
 		sctx, cancel := context.WithTimeout(lctx, c.opTimeout)
 		defer cancel()
 		if err := c.rdb.Set(sctx, full, b, ttl).Err(); err != nil {
 			c.log.WarnContext(lctx, "cache store failed", "key", full, "err", err)
 		}
-	}, raw)
+	}, true)
+	if err != nil {
+		return zero, nil, err
+	}
+	c.local.put(at.local, at.namespace, shape, b, ttl, gen, c.now())
+	if raw {
+		return zero, b, nil
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return zero, nil, fmt.Errorf("cache: decode %s: %w", full, err)
+	}
+	return v, nil, nil
+}
+
+// hit returns a stored value's JSON (raw) or its decoded value, counting the hit; ok is
+// false when the JSON does not decode.
+func hit[T any](c *Cache, body []byte, raw bool) (v T, b []byte, ok bool) {
+	if raw {
+		c.hits.Inc()
+		return v, body, true
+	}
+	if json.Unmarshal(body, &v) != nil {
+		return v, nil, false
+	}
+	c.hits.Inc()
+	return v, nil, true
 }
 
 type loaded[T any] struct {
