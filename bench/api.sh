@@ -32,6 +32,7 @@
 #   METRIC       metric of (c) (default share_price, a daily series; revenue is quarterly)
 #   API_IMAGE    use this API image instead of building corpintel/api:bench-<rev>
 #   RESULT       output file (default bench/results/api.json)
+#   HOLD=1       after seeding and prefilling, keep the stack up for manual runs (no scenarios)
 #   KEEP_WORK=1  keep the work dir (config, logs, wrk output) when a step fails (=always: always)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -338,6 +339,11 @@ done
 prefill=$(hit_rate "$c0" "$(cache_counts)")
 log "prefilled the cache: $(jq -c . <<<"$prefill")"
 direct="http://${replica_ips[0]}:8080"
+if [[ -n ${HOLD:-} ]]; then
+	printf 'TOKEN=%s\n' "$TOKEN" >"$work/env"
+	log "HOLD: stack up at $base (direct $direct), work dir $work (ids, paths_*, env with a token); Ctrl-C to tear down"
+	while :; do sleep 3600; done
+fi
 wrk_run a_by_id company_by_id.lua "$base"
 wrk_run a_by_id_direct company_by_id.lua "$direct"
 wrk_run b_search company_search.lua "$base"
