@@ -342,7 +342,7 @@ direct="http://${replica_ips[0]}:8080"
 if [[ -n ${HOLD:-} ]]; then
 	printf 'TOKEN=%s\n' "$TOKEN" >"$work/env"
 	log "HOLD: stack up at $base (direct $direct), work dir $work (ids, paths_*, env with a token); Ctrl-C to tear down"
-	while :; do sleep 3600; done
+	while :; do sleep 3600 & wait $!; done # wait: the INT/TERM trap runs at once
 fi
 wrk_run a_by_id company_by_id.lua "$base"
 wrk_run a_by_id_direct company_by_id.lua "$direct"

@@ -46,6 +46,8 @@ type executor struct {
 	log  *slog.Logger
 	// jobDone records a run-once job after success.
 	jobDone func(ctx context.Context, job string) error
+	// verified, when set, learns the containers that passed their gate by ReadyProbe.
+	verified func(id string)
 }
 
 // run executes the steps in order and stops at the first failure: later steps depend
@@ -180,15 +182,17 @@ func (x *executor) startGated(ctx context.Context, svc ServiceSpec, replica int,
 	if err := x.eng.StartContainer(ctx, id); err != nil {
 		return "", errors.Join(err, x.eng.RemoveContainer(context.WithoutCancel(ctx), id, true))
 	}
-	if err := x.healthGate(ctx, id, name, svc.HealthTimeout); err != nil {
+	if err := x.healthGate(ctx, id, name, svc.Container.Ready, svc.HealthTimeout); err != nil {
 		return "", errors.Join(err, x.eng.RemoveContainer(context.WithoutCancel(ctx), id, true))
 	}
 	return id, nil
 }
 
 // healthGate polls the container until it is healthy (or running, without a health
-// check), and fails early when it exits, is marked unhealthy or keeps restarting.
-func (x *executor) healthGate(ctx context.Context, id, name string, timeout time.Duration) error {
+// check), and fails early when it exits, is marked unhealthy or keeps restarting. While
+// Docker's first check is still to come, the container's ReadyProbe (when it has one)
+// answering is enough; the container is then recorded as verified (see proxy backends).
+func (x *executor) healthGate(ctx context.Context, id, name string, ready *ReadyProbe, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	t := time.NewTicker(pollInterval)
@@ -210,6 +214,11 @@ func (x *executor) healthGate(ctx context.Context, id, name string, timeout time
 				return x.gateFailure(ctx, last, "unhealthy")
 			case c.RestartCount >= 2:
 				return x.gateFailure(ctx, last, fmt.Sprintf("restarting (%d restarts)", c.RestartCount))
+			case c.State == StateRunning && c.Health == HealthStarting && ready != nil && ready.Check(ctx, c.IPs[x.spec.Network]) == nil:
+				if x.verified != nil {
+					x.verified(id)
+				}
+				return nil
 			}
 		}
 		select {

@@ -34,6 +34,10 @@ type Reconciler struct {
 	force   map[string]bool
 	secrets SecretFiles
 	host    Host
+
+	// verified holds the containers whose health gate passed by their ReadyProbe,
+	// before Docker's first health check (container ID → struct{}).
+	verified sync.Map
 }
 
 var _ Stack = (*Reconciler)(nil)
@@ -158,6 +162,12 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (Plan, error) {
 	if err != nil {
 		return Plan{}, fmt.Errorf("reconcile: %w", err)
 	}
+	r.verified.Range(func(id, _ any) bool {
+		if !slices.ContainsFunc(obs.Containers, func(c ObservedContainer) bool { return c.ID == id }) {
+			r.verified.Delete(id)
+		}
+		return true
+	})
 	plan := BuildPlan(spec, obs)
 	if !plan.HasChanges() {
 		for _, b := range plan.Backoffs() {
@@ -166,7 +176,8 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (Plan, error) {
 		return plan, nil
 	}
 	r.log.Info("reconcile plan", "project", spec.Project, "steps", len(plan.Steps))
-	x := &executor{eng: r.eng, spec: spec, log: r.log, jobDone: r.state.MarkJobDone}
+	x := &executor{eng: r.eng, spec: spec, log: r.log, jobDone: r.state.MarkJobDone,
+		verified: func(id string) { r.verified.Store(id, struct{}{}) }}
 	if err := x.run(ctx, plan); err != nil {
 		return plan, fmt.Errorf("reconcile: %w", err)
 	}
@@ -179,6 +190,13 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (Plan, error) {
 	}
 	r.mu.Unlock()
 	return plan, nil
+}
+
+// Verified reports whether the container passed its health gate by its ReadyProbe: it
+// serves, though Docker's first health check may still be to come.
+func (r *Reconciler) Verified(id string) bool {
+	_, ok := r.verified.Load(id)
+	return ok
 }
 
 // Reconcile is ReconcileOnce for the daemon (the Stack interface): whether the plan

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -317,6 +319,27 @@ func TestHealthGate(t *testing.T) {
 	cancel()
 	if _, err := x.startGated(ctx, svc, 1, "cit-redis"); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled gate: %v", err)
+	}
+}
+
+// A container that Docker has not checked yet passes its gate as soon as its ready
+// probe answers, and is recorded as verified.
+func TestHealthGateByReadyProbe(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	ip, port := hostPort(t, srv.Listener.Addr().String())
+	f := newFakeEngine(t)
+	x, svc := executorFor(t, f, 10*time.Second)
+	f.onStart = func(c *docker.Container) { c.Health, c.IPs = HealthStarting, map[string]string{x.spec.Network: ip} }
+	svc.Container.Ready = &ReadyProbe{Kind: ProbeHTTP, Port: port, Path: "/"}
+	var verified []string
+	x.verified = func(id string) { verified = append(verified, id) }
+	id, err := x.startGated(context.Background(), svc, 1, "cit-redis")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(verified) != 1 || verified[0] != id {
+		t.Errorf("verified %v, want [%s]", verified, id)
 	}
 }
 

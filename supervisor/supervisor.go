@@ -339,15 +339,20 @@ func (d *Daemon) refreshBackends(ctx context.Context) {
 		d.log.Warn("proxy: cannot list API replicas", "err", err)
 		return
 	}
-	d.proxy.SetBackends(healthyBackends(list))
+	verified := func(string) bool { return false }
+	if v, ok := d.currentStack().(interface{ Verified(id string) bool }); ok {
+		verified = v.Verified
+	}
+	d.proxy.SetBackends(healthyBackends(list, verified))
 }
 
 // healthyBackends picks the replicas that may take traffic: running and healthy (or
 // without a health check), with an address on the stack network.
-func healthyBackends(list []container.Summary) []string {
+func healthyBackends(list []container.Summary, verified func(id string) bool) []string {
 	var out []string
 	for _, c := range list {
-		if c.State != container.StateRunning || strings.Contains(c.Status, "(unhealthy)") || strings.Contains(c.Status, "(health: starting)") {
+		starting := strings.Contains(c.Status, "(health: starting)")
+		if c.State != container.StateRunning || strings.Contains(c.Status, "(unhealthy)") || starting && !verified(c.ID) {
 			continue
 		}
 		if c.NetworkSettings == nil {

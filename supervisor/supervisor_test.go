@@ -389,10 +389,17 @@ func TestHealthyBackends(t *testing.T) {
 		summary("e", "api", container.StateRunning, "Up 1 minute", "10.0.0.6"),
 		{ID: "f", State: container.StateRunning},
 	}
-	got := healthyBackends(list)
+	got := healthyBackends(list, func(string) bool { return false })
 	want := []string{"10.0.0.3:8080", "10.0.0.6:8080"}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("got %v, want %v", got, want)
+	}
+	// A starting replica whose gate passed by its ready probe takes traffic; an
+	// unhealthy one never does.
+	got = healthyBackends(list, func(id string) bool { return id == "b" || id == "c" })
+	want = []string{"10.0.0.3:8080", "10.0.0.4:8080", "10.0.0.6:8080"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("with b and c verified: got %v, want %v", got, want)
 	}
 }
 
