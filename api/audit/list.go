@@ -105,7 +105,7 @@ func NewModule(db Querier) *Module { return &Module{db: db} }
 // Routes implements web.Module.
 func (m *Module) Routes() []web.Route {
 	return []web.Route{{
-		Method: http.MethodGet, Path: "/audit", Perm: rbac.AuditRead, Tag: "audit",
+		Method: http.MethodGet, Path: "/audit", Perm: rbac.AuditRead, Tag: "audit", Audit: "audit.read",
 		Summary:  "List audit events, newest first",
 		Handler:  m.list,
 		Response: Page{},

@@ -118,6 +118,7 @@ func (a staticAuth) Authenticate(_ context.Context, tok string) (*web.Principal,
 
 const (
 	analystID = "11111111-2222-4333-8444-555555555555"
+	viewerID  = "22222222-3333-4444-8555-666666666666"
 )
 
 // env is one test's API: real PostgreSQL (migrated) and MinIO behind a real HTTP server.
@@ -144,6 +145,10 @@ func newEnv(t testing.TB, max int64) *env {
 	ev := &env{pool: pool, store: store, mod: mod, srv: httptest.NewServer(e.Echo), audit: e.audit}
 	t.Cleanup(ev.srv.Close)
 	ev.company = ev.newCompany(t, "ACME")
+	// The viewer exists: signed download links check their user.
+	if _, err := pool.Exec(ctx, `INSERT INTO users (id, email, name, role) VALUES ($1, 'viewer@example.com', 'V', 'viewer')`, viewerID); err != nil {
+		t.Fatal(err)
+	}
 	return ev
 }
 
@@ -166,7 +171,7 @@ func echoServer(t testing.TB, mod *Module, aud *memAudit) echoEnv {
 	e := newEcho()
 	a := staticAuth{
 		"analyst": {UserID: analystID, Role: rbac.Analyst},
-		"viewer":  {UserID: "v", Role: rbac.Viewer},
+		"viewer":  {UserID: viewerID, Role: rbac.Viewer},
 	}
 	if _, err := web.Mount(e.Group("/api/v1"), a, aud, mod); err != nil {
 		t.Fatal(err)

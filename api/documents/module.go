@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/corpintel/corpintel/api/app"
@@ -33,9 +32,6 @@ type Store interface {
 	GetObject(ctx context.Context, key string) (io.ReadCloser, error)
 	// RemoveObject deletes key; removing a missing key is not an error.
 	RemoveObject(ctx context.Context, key string) error
-	// PresignGetObject returns a URL that downloads key without credentials until expiry;
-	// params are response overrides (response-content-disposition, …).
-	PresignGetObject(ctx context.Context, key string, expiry time.Duration, params url.Values) (*url.URL, error)
 	// ListObjects calls fn for every object under prefix.
 	ListObjects(ctx context.Context, prefix string, fn func(key string, modified time.Time) error) error
 }
@@ -48,8 +44,12 @@ type Options struct {
 	Now   func() time.Time
 	// MaxBytes is the largest accepted document (app.Config.UploadMaxBytes).
 	MaxBytes int64
-	// URLExpiry is the lifetime of presigned download URLs (default 5 minutes).
+	// URLExpiry is the lifetime of signed download links (default 5 minutes).
 	URLExpiry time.Duration
+	// KEK is the stack's key-encryption key; the download links' key derives from it.
+	KEK []byte
+	// LinkBase is the path the API's routes are mounted under (default /api/v1).
+	LinkBase string
 	// OrphanGrace is how old an object without a row must be before the reaper removes
 	// it (default 1 hour; uploads insert their row right after the object completes).
 	OrphanGrace time.Duration
@@ -57,11 +57,13 @@ type Options struct {
 
 // Module serves the document routes.
 type Module struct {
-	pool  *pgxpool.Pool
-	store Store
-	log   *slog.Logger
-	now   func() time.Time
-	max   int64
+	pool     *pgxpool.Pool
+	store    Store
+	log      *slog.Logger
+	now      func() time.Time
+	max      int64
+	linkKey  []byte
+	linkBase string
 	urlTTL,
 	grace time.Duration
 
@@ -77,12 +79,16 @@ const DefaultMaxBytes int64 = 100 << 20
 // api/blob, the configured upload limit (CORPINTEL_UPLOAD_MAX_BYTES).
 func New(d app.Deps) *Module {
 	return NewModule(Options{Pool: d.Pool, Store: blob.Objects{S: d.Blob, NotFound: ErrNoObject}, Log: d.Log,
-		Now: d.Now, MaxBytes: d.Config.UploadMaxBytes})
+		Now: d.Now, MaxBytes: d.Config.UploadMaxBytes, KEK: d.Config.KEK})
 }
 
 // NewModule returns the documents module with explicit options.
 func NewModule(o Options) *Module {
-	m := &Module{pool: o.Pool, store: o.Store, log: o.Log, now: o.Now, max: o.MaxBytes, urlTTL: o.URLExpiry, grace: o.OrphanGrace}
+	m := &Module{pool: o.Pool, store: o.Store, log: o.Log, now: o.Now, max: o.MaxBytes, urlTTL: o.URLExpiry, grace: o.OrphanGrace,
+		linkKey: linkKey(o.KEK), linkBase: o.LinkBase}
+	if m.linkBase == "" {
+		m.linkBase = "/api/v1"
+	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
@@ -147,9 +153,18 @@ func (m *Module) Routes() []web.Route {
 		{Method: http.MethodGet, Path: "/documents/:id", Perm: rbac.DocumentsRead, Tag: "documents",
 			Handler: m.get, Response: Document{}, Summary: "A document's metadata"},
 		{Method: http.MethodGet, Path: "/documents/:id/content", Perm: rbac.DocumentsRead, Tag: "documents",
-			Handler: m.content, Summary: "Download a document (streamed)"},
+			Audit: "document.download", Handler: m.content, Summary: "Download a document (streamed)"},
 		{Method: http.MethodGet, Path: "/documents/:id/url", Perm: rbac.DocumentsRead, Tag: "documents",
-			Handler: m.presign, Response: PresignedURL{}, Summary: "A short-lived presigned download URL"},
+			Audit: "document.link", Handler: m.link, Response: PresignedURL{},
+			Summary: "A short-lived signed download link (works without the Authorization header)"},
+		{Method: http.MethodGet, Path: "/documents/:id/download", Perm: rbac.Public, Tag: "documents",
+			Audit: "document.download", Handler: m.download,
+			Summary: "Download a document through a signed link from /documents/{id}/url",
+			Query: []web.Param{
+				{Name: "user", Type: "string", Description: "from the link"},
+				{Name: "expires", Type: "integer", Description: "from the link"},
+				{Name: "signature", Type: "string", Description: "from the link"},
+			}},
 		{Method: http.MethodDelete, Path: "/documents/:id", Perm: rbac.DocumentsWrite, Tag: "documents",
 			Audit: "document.delete", Handler: m.delete, Summary: "Delete a document and its content"},
 	}

@@ -171,6 +171,13 @@ func (m *Module) content(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	return m.serve(c, d, key)
+}
+
+// serve streams document d (stored under key), answering If-None-Match with 304.
+func (m *Module) serve(c echo.Context, d Document, key string) error {
+	ctx := c.Request().Context()
+	web.SetAuditTarget(c, "document:"+d.ID)
 	etag := `"` + d.SHA256 + `"`
 	h := c.Response().Header()
 	h.Set(echo.HeaderContentDisposition, ContentDisposition(d.Filename))
@@ -205,22 +212,4 @@ func etagMatches(header, etag string) bool {
 		}
 	}
 	return false
-}
-
-// presign hands out a URL that downloads the document from object storage directly, for
-// a few minutes, with the same file name and type as the streamed download.
-func (m *Module) presign(c echo.Context) error {
-	ctx := c.Request().Context()
-	d, key, err := m.load(ctx, c.Param("id"))
-	if err != nil {
-		return err
-	}
-	params := url.Values{}
-	params.Set("response-content-disposition", ContentDisposition(d.Filename))
-	params.Set("response-content-type", d.ContentType)
-	u, err := m.store.PresignGetObject(ctx, key, m.urlTTL, params)
-	if err != nil {
-		return fmt.Errorf("documents: presign %s: %w", key, err)
-	}
-	return web.JSON(c, http.StatusOK, PresignedURL{URL: u.String(), ExpiresAt: m.now().UTC().Add(m.urlTTL).Truncate(time.Second)})
 }

@@ -105,7 +105,7 @@ func (m *Module) Routes() []web.Route {
 		{Method: http.MethodPost, Path: "/users/:id/anonymize", Perm: rbac.GDPRManage, Tag: "gdpr",
 			Audit: "gdpr.anonymize", Summary: "Irreversibly replace a user's personal data with a pseudonym",
 			Handler: m.anonymize, Response: AnonymizeResult{}},
-		{Method: http.MethodGet, Path: "/users/:id/export", Perm: rbac.GDPRManage, Tag: "gdpr",
+		{Method: http.MethodGet, Path: "/users/:id/export", Perm: rbac.GDPRManage, Tag: "gdpr", Audit: "gdpr.export",
 			Summary: "Export everything held about a user", Handler: m.export, Response: Export{}},
 	}
 }

@@ -16,7 +16,7 @@ func (m *Module) Routes() []web.Route {
 	return []web.Route{
 		{Method: http.MethodGet, Path: "/auth/me", Perm: rbac.Authenticated, Tag: "auth",
 			Summary: "The caller's own user", Response: User{}, Handler: m.me},
-		{Method: http.MethodGet, Path: "/users", Perm: rbac.UsersManage, Tag: "users",
+		{Method: http.MethodGet, Path: "/users", Perm: rbac.UsersManage, Tag: "users", Audit: "users.list",
 			Summary: "List users (oldest first, cursor pagination)", Response: Page{}, Handler: m.list,
 			Query: []web.Param{
 				{Name: "limit", Type: "integer", Description: "page size, 1 to 200 (default 50)"},
@@ -24,7 +24,7 @@ func (m *Module) Routes() []web.Route {
 			}},
 		{Method: http.MethodPost, Path: "/users", Perm: rbac.UsersManage, Tag: "users", Audit: "user.create", MaxBody: 8 << 10,
 			Summary: "Create a user", Request: NewUser{}, Response: User{}, Handler: m.create},
-		{Method: http.MethodGet, Path: "/users/:id", Perm: rbac.UsersManage, Tag: "users",
+		{Method: http.MethodGet, Path: "/users/:id", Perm: rbac.UsersManage, Tag: "users", Audit: "users.read",
 			Summary: "Get a user", Response: User{}, Handler: m.get},
 		{Method: http.MethodPatch, Path: "/users/:id", Perm: rbac.UsersManage, Tag: "users", Audit: "user.update", MaxBody: 8 << 10,
 			Summary: "Change a user's name, role, active flag or password (role, deactivation and password changes end their sessions)",

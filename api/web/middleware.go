@@ -105,12 +105,16 @@ func AccessLog(log *slog.Logger) echo.MiddlewareFunc {
 			if status >= 500 {
 				level = slog.LevelError
 			}
+			attrs := []slog.Attr{slog.String("request_id", RequestID(c)), slog.String("method", req.Method),
+				slog.String("route", c.Path()), slog.String("path", req.URL.Path),
+				slog.Int("status", status), slog.Int64("bytes", c.Response().Size),
+				slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.String("client_ip", c.RealIP())}
+			if aerr, ok := c.Get(auditErrorKey).(error); ok {
+				level = slog.LevelError
+				attrs = append(attrs, slog.String("audit_error", aerr.Error()))
+			}
 			if log.Enabled(req.Context(), level) {
-				log.LogAttrs(req.Context(), level, "request",
-					slog.String("request_id", RequestID(c)), slog.String("method", req.Method),
-					slog.String("route", c.Path()), slog.String("path", req.URL.Path),
-					slog.Int("status", status), slog.Int64("bytes", c.Response().Size),
-					slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.String("client_ip", c.RealIP()))
+				log.LogAttrs(req.Context(), level, "request", attrs...)
 			}
 			return nil
 		}

@@ -204,10 +204,20 @@ func authorize(perm rbac.Permission) echo.MiddlewareFunc {
 // is held back until the record is durable: a failed audit write turns the answer into a
 // 500, because an unrecorded write is worse than a refused one. (Write responses are
 // small; request bodies still stream.)
+//
+// Reads that name an audit action (document downloads, …) are access events: their
+// responses may be large and stream, so they are not held; the record is written when
+// the handler is done, and a failure to write it is logged as an error.
 func auditMiddleware(r Route, aud Auditor) echo.MiddlewareFunc {
 	kind := KindApplication
-	if strings.HasPrefix(r.Audit, "auth.") || strings.HasPrefix(r.Audit, "user.") || strings.HasPrefix(r.Audit, "gdpr.") {
+	switch {
+	case strings.HasPrefix(r.Audit, "auth.") || strings.HasPrefix(r.Audit, "user.") || strings.HasPrefix(r.Audit, "gdpr."):
 		kind = KindSecurity
+	case r.Method == http.MethodGet || r.Method == http.MethodHead:
+		kind = KindAccess
+	}
+	if kind == KindAccess {
+		return accessMiddleware(r, aud)
 	}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
@@ -220,23 +230,7 @@ func auditMiddleware(r Route, aud Auditor) echo.MiddlewareFunc {
 			if err != nil {
 				status = toProblem(err).Status
 			}
-			e := Event{
-				Time: time.Now().UTC(), Action: r.Audit, Target: c.Request().URL.Path,
-				Status: status, Outcome: outcome(status), ClientIP: c.RealIP(),
-				RequestID: RequestID(c), Kind: kind,
-			}
-			if p := PrincipalOf(c); p != nil {
-				e.ActorID, e.ActorRole = p.UserID, string(p.Role)
-			}
-			if d, ok := c.Get("audit.detail").(map[string]any); ok {
-				e.Detail = d
-			}
-			if t, ok := c.Get("audit.target").(string); ok && t != "" {
-				e.Target = t
-			}
-			if a, ok := c.Get("audit.actor").(string); ok && e.ActorID == "" {
-				e.ActorID = a
-			}
+			e := auditEvent(c, r.Audit, kind, status)
 			if aerr := aud.Record(context.WithoutCancel(c.Request().Context()), e); aerr != nil {
 				if held.wrote {
 					c.Response().Committed = false
@@ -254,6 +248,49 @@ func auditMiddleware(r Route, aud Auditor) echo.MiddlewareFunc {
 			return err
 		}
 	}
+}
+
+const auditErrorKey = "audit.error"
+
+// accessMiddleware records a read after its handler ran, without holding its response.
+func accessMiddleware(r Route, aud Auditor) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			err := next(c)
+			status := c.Response().Status
+			if err != nil {
+				status = toProblem(err).Status
+			}
+			e := auditEvent(c, r.Audit, KindAccess, status)
+			if aerr := aud.Record(context.WithoutCancel(c.Request().Context()), e); aerr != nil {
+				// The answer is gone already; AccessLog logs this as an error.
+				c.Set(auditErrorKey, fmt.Errorf("access %s to %s by %q not recorded: %w", r.Audit, e.Target, e.ActorID, aerr))
+			}
+			return err
+		}
+	}
+}
+
+// auditEvent is the record of the request c for action.
+func auditEvent(c echo.Context, action string, kind Kind, status int) Event {
+	e := Event{
+		Time: time.Now().UTC(), Action: action, Target: c.Request().URL.Path,
+		Status: status, Outcome: outcome(status), ClientIP: c.RealIP(),
+		RequestID: RequestID(c), Kind: kind,
+	}
+	if p := PrincipalOf(c); p != nil {
+		e.ActorID, e.ActorRole = p.UserID, string(p.Role)
+	}
+	if d, ok := c.Get("audit.detail").(map[string]any); ok {
+		e.Detail = d
+	}
+	if t, ok := c.Get("audit.target").(string); ok && t != "" {
+		e.Target = t
+	}
+	if a, ok := c.Get("audit.actor").(string); ok && e.ActorID == "" {
+		e.ActorID = a
+	}
+	return e
 }
 
 // heldResponse buffers a handler's response until its audit record is written.

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -69,6 +70,16 @@ func (widgets) Routes() []Route {
 				}
 				SetAuditDetail(c, map[string]any{"name": w.Name})
 				return JSON(c, http.StatusCreated, w)
+			}},
+		{Method: http.MethodGet, Path: "/widgets/:id/content", Perm: rbac.CompaniesRead, Audit: "widget.download",
+			Handler: func(c echo.Context) error {
+				SetAuditTarget(c, "widget:"+c.Param("id"))
+				if c.Param("id") == "missing" {
+					return ErrNotFound()
+				}
+				c.Response().WriteHeader(http.StatusOK)
+				_, err := c.Response().Write([]byte("content"))
+				return err
 			}},
 		{Method: http.MethodGet, Path: "/open", Perm: rbac.Public, Handler: func(c echo.Context) error {
 			return JSON(c, http.StatusOK, map[string]bool{"ok": true})
@@ -199,6 +210,45 @@ func TestAuditFailureFailsWrite(t *testing.T) {
 	e, _ := newTestServer(t, &memAudit{fail: true})
 	if rec := do(e, "POST", "/api/v1/widgets", "admin", `{"name":"x"}`); rec.Code != 500 {
 		t.Fatalf("unaudited write answered %d", rec.Code)
+	}
+}
+
+// A read that names an audit action is an access event: recorded after the handler,
+// its response not held; when the record cannot be written the answer stands and the
+// access log says so at error level.
+func TestAccessEvents(t *testing.T) {
+	aud := &memAudit{}
+	e, _ := newTestServer(t, aud)
+	if rec := do(e, "GET", "/api/v1/widgets/w1/content", "viewer", ""); rec.Code != 200 || rec.Body.String() != "content" {
+		t.Fatalf("download: %d %q", rec.Code, rec.Body)
+	}
+	do(e, "GET", "/api/v1/widgets/missing/content", "viewer", "")
+	do(e, "GET", "/api/v1/widgets/w1/content", "", "")
+	want := []string{"widget:w1 u2 success 200", "widget:missing u2 failure 404", "/api/v1/widgets/w1/content  denied 401"}
+	aud.mu.Lock()
+	if len(aud.events) != len(want) {
+		t.Fatalf("events %+v", aud.events)
+	}
+	for i, ev := range aud.events {
+		if got := fmt.Sprintf("%s %s %s %d", ev.Target, ev.ActorID, ev.Outcome, ev.Status); got != want[i] || ev.Kind != KindAccess || ev.Action != "widget.download" {
+			t.Errorf("event %d: %s (%s %s), want %s", i, got, ev.Kind, ev.Action, want[i])
+		}
+	}
+	aud.mu.Unlock()
+
+	var logs strings.Builder
+	e2 := echo.New()
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	e2.HTTPErrorHandler = ErrorHandler(log)
+	e2.Use(RequestIDs(), AccessLog(log))
+	if _, err := Mount(e2.Group("/api/v1"), tokens{"viewer": {UserID: "u2", Role: rbac.Viewer}}, &memAudit{fail: true}, widgets{}); err != nil {
+		t.Fatal(err)
+	}
+	if rec := do(e2, "GET", "/api/v1/widgets/w1/content", "viewer", ""); rec.Code != 200 || rec.Body.String() != "content" {
+		t.Fatalf("download with the audit store down: %d %q", rec.Code, rec.Body)
+	}
+	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "not recorded") {
+		t.Errorf("unrecorded access not logged as an error: %s", logs.String())
 	}
 }
 
