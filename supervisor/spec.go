@@ -313,7 +313,7 @@ func BuildSpec(cfg *config.Config, secrets SecretFiles, host Host) (Spec, error)
 	api.Entrypoint = []string{"corpintel"}
 	api.Cmd = []string{"api"}
 	api.Health = withTest(apiHealth, "CMD", "corpintel", "api", "healthcheck")
-	api.Ready = &ReadyProbe{Kind: ProbeHTTP, Port: 8080, Path: "/health"}
+	api.Ready = apiReady
 
 	replicas := cfg.API.Replicas
 	spec.Services = []ServiceSpec{

@@ -239,7 +239,10 @@ func projectFilter(project, service string) filters.Args {
 
 // collectStatus observes the project's containers and summarises them per desired
 // service. It only reads.
-func collectStatus(ctx context.Context, d statusDocker, stats *statsCache, project string, desired []DesiredService) ([]ServiceStatus, error) {
+//
+// A container that Docker still reports as starting but that verified says serves
+// (it answered the supervisor's ready probe) counts as healthy.
+func collectStatus(ctx context.Context, d statusDocker, stats *statsCache, project string, desired []DesiredService, verified func(id string) bool) ([]ServiceStatus, error) {
 	list, err := d.ContainerList(ctx, container.ListOptions{All: true, Filters: projectFilter(project, "")})
 	if err != nil {
 		return nil, fmt.Errorf("list containers of project %s: %w", project, err)
@@ -267,6 +270,9 @@ func collectStatus(ctx context.Context, d statusDocker, stats *statsCache, proje
 			if in, err := d.ContainerInspect(ctx, c.ID); err == nil && in.State != nil {
 				if in.State.Health != nil {
 					cs.Health = in.State.Health.Status
+				}
+				if cs.Health == HealthStarting && c.State == container.StateRunning && verified != nil && verified(c.ID) {
+					cs.Health = HealthHealthy
 				}
 				cs.StartedAt, _ = time.Parse(time.RFC3339Nano, in.State.StartedAt)
 				cs.RestartCount = in.RestartCount

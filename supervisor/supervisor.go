@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -81,6 +82,12 @@ type Daemon struct {
 
 	// refreshMu orders proxy backend refreshes so an older listing never wins.
 	refreshMu sync.Mutex
+	// probed holds API replicas that answered the supervisor's own ready probe while
+	// Docker's first health check was still to come (container ID → struct{}), and
+	// recheck is set while a refresh waits to probe the others again.
+	probed   sync.Map
+	recheck  atomic.Bool
+	apiProbe *ReadyProbe // apiReady; tests point it elsewhere
 	// reconcileMu serialises reconciles and the operations that change desired state.
 	reconcileMu sync.Mutex
 
@@ -115,6 +122,7 @@ func NewDaemon(opts Options) (*Daemon, error) {
 		proxy:     NewProxy(opts.Log),
 		stack:     opts.Stack,
 		diedSince: make(map[string]bool),
+		apiProbe:  apiReady,
 	}, nil
 }
 
@@ -330,6 +338,66 @@ func (d *Daemon) backoffDelay(now time.Time) time.Duration {
 	return d.restarts.delay(now)
 }
 
+// apiReady is how the supervisor asks an API replica whether it serves (see ReadyProbe).
+var apiReady = &ReadyProbe{Kind: ProbeHTTP, Port: 8080, Path: "/health"}
+
+// recheckEvery is how often replicas that Docker has not checked yet are probed again.
+const recheckEvery = 250 * time.Millisecond
+
+// verified reports whether a container whose Docker health is still "starting" is known
+// to serve: it passed its health gate (reconciler) or answered the daemon's own probe.
+func (d *Daemon) verified(id string) bool {
+	if _, ok := d.probed.Load(id); ok {
+		return true
+	}
+	v, ok := d.currentStack().(interface{ Verified(id string) bool })
+	return ok && v.Verified(id)
+}
+
+// probeStarting probes the running API replicas that Docker has not checked yet (e.g.
+// restarted by Docker after a crash, so no health gate ran) and, while some do not
+// answer yet, refreshes the backends again shortly. Probed entries of containers that
+// are gone are dropped.
+func (d *Daemon) probeStarting(ctx context.Context, list []container.Summary) {
+	present := map[string]bool{}
+	pending := false
+	for _, c := range list {
+		present[c.ID] = true
+		if c.State != container.StateRunning || !strings.Contains(c.Status, "(health: starting)") || d.verified(c.ID) {
+			continue
+		}
+		ip := ""
+		if c.NetworkSettings != nil {
+			for _, ep := range c.NetworkSettings.Networks {
+				if ep != nil && ep.IPAddress != "" {
+					ip = ep.IPAddress
+					break
+				}
+			}
+		}
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		err := d.apiProbe.Check(pctx, ip)
+		cancel()
+		if err == nil {
+			d.probed.Store(c.ID, struct{}{})
+		} else {
+			pending = true
+		}
+	}
+	d.probed.Range(func(id, _ any) bool {
+		if !present[id.(string)] {
+			d.probed.Delete(id)
+		}
+		return true
+	})
+	if pending && ctx.Err() == nil && d.recheck.CompareAndSwap(false, true) {
+		time.AfterFunc(recheckEvery, func() {
+			d.recheck.Store(false)
+			d.refreshBackends(ctx)
+		})
+	}
+}
+
 // refreshBackends points the proxy at the running, healthy API replicas.
 func (d *Daemon) refreshBackends(ctx context.Context) {
 	d.refreshMu.Lock()
@@ -339,11 +407,8 @@ func (d *Daemon) refreshBackends(ctx context.Context) {
 		d.log.Warn("proxy: cannot list API replicas", "err", err)
 		return
 	}
-	verified := func(string) bool { return false }
-	if v, ok := d.currentStack().(interface{ Verified(id string) bool }); ok {
-		verified = v.Verified
-	}
-	d.proxy.SetBackends(healthyBackends(list, verified))
+	d.probeStarting(ctx, list)
+	d.proxy.SetBackends(healthyBackends(list, d.verified))
 }
 
 // healthyBackends picks the replicas that may take traffic: running and healthy (or
@@ -428,7 +493,7 @@ func (d *Daemon) knownService(svc string) error {
 // Status implements Operations.
 func (d *Daemon) Status(ctx context.Context) (StatusReport, error) {
 	desired := d.currentStack().Services()
-	svcs, err := collectStatus(ctx, d.opts.Docker, &d.stats, d.opts.Project, desired)
+	svcs, err := collectStatus(ctx, d.opts.Docker, &d.stats, d.opts.Project, desired, d.verified)
 	if err != nil {
 		return StatusReport{}, err
 	}

@@ -9,10 +9,12 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -540,4 +542,59 @@ func (failingOps) Restart(context.Context, string) error {
 func (failingOps) Stop(context.Context) error { return errors.New("engine gone") }
 func (failingOps) Logs(context.Context, string, LogOptions, io.Writer) error {
 	return requestErrorf("unknown service")
+}
+
+// A replica that Docker restarted on its own (no health gate ran) and has not checked
+// yet joins the proxy as soon as it answers the supervisor's probe, and status counts it
+// as healthy; one that does not answer is probed again until it does.
+func TestStartingReplicaProbed(t *testing.T) {
+	serving := atomic.Bool{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !serving.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	ip, port := hostPort(t, srv.Listener.Addr().String())
+	fd := &fakeDocker{
+		containers: []container.Summary{summary("a", "api", container.StateRunning, "Up 1 second (health: starting)", ip)},
+		inspect: map[string]container.InspectResponse{"a": {ContainerJSONBase: &container.ContainerJSONBase{
+			State: &container.State{Running: true, Health: &container.Health{Status: HealthStarting}}}}},
+	}
+	st := newFakeStack()
+	st.services = []DesiredService{{Name: "api", Replicas: 1}}
+	d, err := NewDaemon(Options{Project: "p", Listen: "127.0.0.1:0", Socket: filepath.Join(t.TempDir(), "s"), Docker: fd, Stack: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.apiProbe = &ReadyProbe{Kind: ProbeHTTP, Port: port, Path: "/health"}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d.refreshBackends(ctx)
+	if b := d.proxy.Backends(); len(b) != 0 {
+		t.Fatalf("a replica that does not answer yet got traffic: %v", b)
+	}
+	serving.Store(true) // the recheck finds it
+	deadline := time.Now().Add(5 * time.Second)
+	for len(d.proxy.Backends()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the replica never joined the proxy")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	rep, err := d.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Services) != 1 || rep.Services[0].Healthy != 1 {
+		t.Errorf("status: %+v", rep.Services)
+	}
+	// Once the container is gone its probe result is forgotten.
+	fd.mu.Lock()
+	fd.containers = nil
+	fd.mu.Unlock()
+	d.refreshBackends(ctx)
+	if d.verified("a") {
+		t.Error("a removed container stays verified")
+	}
 }

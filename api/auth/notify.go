@@ -8,6 +8,7 @@ import (
 	"time"
 	"weak"
 
+	"github.com/corpintel/corpintel/internal/follow"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -40,27 +41,14 @@ func (s *Service) Listening() bool { return s.listening.Load() }
 // every (re)connect the cache is emptied and the keys reloaded, since notifications
 // sent meanwhile were lost.
 func (s *Service) Listen(ctx context.Context) {
-	backoff := 100 * time.Millisecond
-	for {
+	follow.Loop(ctx, 10*time.Second, func(ctx context.Context) (bool, error) {
 		connected, err := s.listenOnce(ctx)
 		s.listening.Store(false)
 		s.cache.clear()
-		if ctx.Err() != nil {
-			return
-		}
-		if connected {
-			backoff = 100 * time.Millisecond
-		}
-		s.log.WarnContext(ctx, "auth notifications interrupted; token cache off until reconnected", "err", err, "retry_in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		backoff = min(2*backoff, 10*time.Second)
-	}
+		return connected, err
+	}, func(err error, retryIn time.Duration) {
+		s.log.WarnContext(ctx, "auth notifications interrupted; token cache off until reconnected", "err", err, "retry_in", retryIn)
+	})
 }
 
 func (s *Service) listenOnce(ctx context.Context) (connected bool, err error) {

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/corpintel/corpintel/internal/follow"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
@@ -188,26 +189,13 @@ func (c *Cache) Follow(ctx context.Context) {
 		return
 	}
 	defer c.local.reset(false)
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
+	follow.Loop(ctx, 5*time.Second, func(ctx context.Context) (bool, error) {
 		subscribed := c.followOnce(ctx)
 		c.local.reset(false)
-		if ctx.Err() != nil {
-			return
-		}
-		if subscribed {
-			backoff = 100 * time.Millisecond
-		}
-		c.log.WarnContext(ctx, "cache invalidations interrupted; local cache off until resubscribed", "retry_in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
+		return subscribed, nil
+	}, func(_ error, retryIn time.Duration) {
+		c.log.WarnContext(ctx, "cache invalidations interrupted; local cache off until resubscribed", "retry_in", retryIn)
+	})
 }
 
 // followOnce runs one subscription until it fails; it reports whether it subscribed.

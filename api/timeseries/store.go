@@ -146,15 +146,7 @@ func ingestOnce(ctx context.Context, pool *pgxpool.Pool, id string, points []Poi
 		if _, err := tx.Exec(ctx, stagingDDL); err != nil {
 			return fmt.Errorf("staging table: %w", err)
 		}
-		i := 0
-		src := pgx.CopyFromFunc(func() ([]any, error) {
-			if i == len(points) {
-				return nil, nil
-			}
-			p := points[i]
-			i++
-			return []any{p.Metric, p.Time, *p.Value}, nil
-		})
+		src := pointRows(points, nil)
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"metrics_staging"}, []string{"metric", "time", "value"}, src); err != nil {
 			return fmt.Errorf("copy: %w", err)
 		}
@@ -198,16 +190,7 @@ func copyNew(ctx context.Context, tx pgx.Tx, id string, points []Point) (int64, 
 	if err != nil {
 		return 0, fmt.Errorf("savepoint: %w", err)
 	}
-	i := 0
-	src := pgx.CopyFromFunc(func() ([]any, error) {
-		if i == len(points) {
-			return nil, nil
-		}
-		p := points[i]
-		i++
-		return []any{uid, p.Metric, p.Time, *p.Value}, nil
-	})
-	n, err := sp.CopyFrom(ctx, pgx.Identifier{"financial_metrics"}, []string{"company_id", "metric", "time", "value"}, src)
+	n, err := sp.CopyFrom(ctx, pgx.Identifier{"financial_metrics"}, []string{"company_id", "metric", "time", "value"}, pointRows(points, uid))
 	if err != nil {
 		if rerr := sp.Rollback(ctx); rerr != nil {
 			return 0, fmt.Errorf("copy: %w (and rolling back its savepoint: %v)", err, rerr)
@@ -218,6 +201,22 @@ func copyNew(ctx context.Context, tx pgx.Tx, id string, points []Point) (int64, 
 		return 0, fmt.Errorf("release savepoint: %w", err)
 	}
 	return n, nil
+}
+
+// pointRows is points as COPY rows (metric, time, value), led by company when not nil.
+func pointRows(points []Point, company any) pgx.CopyFromSource {
+	i := 0
+	return pgx.CopyFromFunc(func() ([]any, error) {
+		if i == len(points) {
+			return nil, nil
+		}
+		p := points[i]
+		i++
+		if company != nil {
+			return []any{company, p.Metric, p.Time, *p.Value}, nil
+		}
+		return []any{p.Metric, p.Time, *p.Value}, nil
+	})
 }
 
 // Bucket is one aggregated value.
