@@ -372,7 +372,7 @@ jq -s --arg commit "$rev" --argjson dirty "$dirty" --arg date "$(date -u +%FT%TZ
 		benchmark: "api", commit: $commit, dirty_files: $dirty, date: $date,
 		machine: {cores: ($cores | tonumber), cpu: $cpu, memory: $mem, docker: $docker, wrk: $wrk},
 		loadavg: {start: $la0, end: $la1,
-			note: "load average (1/5/15 min) of the whole machine; other engineers ran tests at the same time, so figures are lower than on an idle box"},
+			note: "load average (1/5/15 min) of the whole machine before and after the run; other work on the machine lowers the figures"},
 		cache_prefill: $prefill,
 		stack: {profile: "staging", api_replicas: $replicas, api_image: $image, via: "supervisor loopback proxy unless the target is a container IP"},
 		data: {companies: $companies, metric_points: $points, seed_seconds: ($seed_s | tonumber)},
