@@ -62,12 +62,13 @@ test: ## everything CI runs: deps, images, lint, all tests with coverage >= 80 %
 # (math/rand only for the deterministic sample data).
 GOSEC_EXCLUDE := G104,G204,G304,G115,G101,G404
 
-lint: deps ## gofmt, go vet, staticcheck, gosec, actionlint
+lint: deps ## gofmt, go vet, staticcheck, gosec, actionlint, shellcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	staticcheck ./...
 	gosec -quiet -exclude=$(GOSEC_EXCLUDE) -exclude-dir=bench ./...
 	actionlint .github/workflows/*.yml
+	shellcheck .ci/run scripts/*.sh images/*.sh images/*/*.sh bench/*.sh
 	@echo "lint: ok"
 
 cover: ## all tests (unit, integration, end-to-end) with merged coverage; fails below 80 %

@@ -15,7 +15,7 @@ trap 'rm -rf "$dir"' EXIT
 mkdir -p "$dir/unit" "$dir/e2e"
 # The e2e test builds the real binary with -cover and runs it with GOCOVERDIR=$CORPINTEL_COVERDIR.
 export CORPINTEL_COVERDIR="$dir/e2e"
-# shellcheck disable=SC2086
+# shellcheck disable=SC2086,SC2046 # the package list and TEST_FLAGS are meant to split
 go test -count=1 -p 2 -timeout 40m -coverpkg="$pkgs" ${TEST_FLAGS:-} $(go list ./... | grep -v -e /bench/) -args -test.gocoverdir="$dir/unit" \
   | sed -E "s/ of statements in .*/ of statements (share of all product packages)/"
 go tool covdata textfmt -i="$dir/unit,$dir/e2e" -o "$out"

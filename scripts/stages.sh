@@ -2,7 +2,7 @@
 # Runs make targets one after the other, printing the time each took and a summary
 # table at the end (also when a stage fails, so CI logs show where the time went).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 declare -a names=() secs=() results=()
 summary() {
   echo
