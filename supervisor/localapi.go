@@ -27,6 +27,8 @@ type Operations interface {
 	Scale(ctx context.Context, service string, replicas int) error
 	Restart(ctx context.Context, service string) error
 	Stop(ctx context.Context) error
+	// Start undoes Stop: the stack is reconciled (brought up) again.
+	Start(ctx context.Context) error
 	Logs(ctx context.Context, service string, opts LogOptions, w io.Writer) error
 }
 
@@ -125,6 +127,13 @@ func NewLocalAPIHandler(ops Operations, log *slog.Logger) http.Handler {
 	})
 	mux.HandleFunc("POST /v1/stop", func(w http.ResponseWriter, r *http.Request) {
 		if err := ops.Stop(r.Context()); err != nil {
+			writeLocalError(w, log, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, struct{}{})
+	})
+	mux.HandleFunc("POST /v1/start", func(w http.ResponseWriter, r *http.Request) {
+		if err := ops.Start(r.Context()); err != nil {
 			writeLocalError(w, log, err)
 			return
 		}
@@ -308,6 +317,11 @@ func (c *Client) Restart(ctx context.Context, service string) error {
 // Stop stops every container of the stack, keeping the data.
 func (c *Client) Stop(ctx context.Context) error {
 	return c.call(ctx, http.MethodPost, "/v1/stop", nil, nil)
+}
+
+// Start asks the supervisor to bring a stopped stack up again.
+func (c *Client) Start(ctx context.Context) error {
+	return c.call(ctx, http.MethodPost, "/v1/start", nil, nil)
 }
 
 // Logs copies the logs of service to w until they end (or ctx ends when following).

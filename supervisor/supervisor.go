@@ -548,8 +548,27 @@ func (d *Daemon) Restart(ctx context.Context, service string) error {
 	return d.reconcileLocked(ctx, "restart")
 }
 
+// Start implements Operations: it undoes Stop and reconciles at once (a no-op
+// reconcile when the stack was not stopped).
+func (d *Daemon) Start(ctx context.Context) error {
+	d.reconcileMu.Lock()
+	defer d.reconcileMu.Unlock()
+	d.mu.Lock()
+	was := d.stopped
+	d.stopped = false
+	d.mu.Unlock()
+	if was {
+		d.log.Info("starting the stack on operator request")
+	}
+	if err := d.reconcileLocked(ctx, "start"); err != nil {
+		return err
+	}
+	d.refreshBackends(ctx)
+	return nil
+}
+
 // Stop implements Operations: every container stops, data stays, and the reconciler
-// leaves the stack down until the supervisor restarts.
+// leaves the stack down until Start (`corpintel start`) or a supervisor restart.
 func (d *Daemon) Stop(ctx context.Context) error {
 	d.reconcileMu.Lock()
 	defer d.reconcileMu.Unlock()

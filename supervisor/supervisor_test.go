@@ -317,6 +317,16 @@ func TestDaemonRun(t *testing.T) {
 	if err := d.reconcile(ctx, "test"); err != nil || reloaded.reconciles != 1 {
 		t.Errorf("reconcile ran after stop (%d)", reloaded.reconciles)
 	}
+	// start undoes stop: it reconciles at once, and so does the loop again.
+	if err := c.Start(ctx); err != nil || reloaded.reconciles != 2 {
+		t.Errorf("start: %v (%d reconciles)", err, reloaded.reconciles)
+	}
+	if rep, _ = c.Status(ctx); rep.Stopped {
+		t.Error("status still says stopped after start")
+	}
+	if err := d.reconcile(ctx, "test"); err != nil || reloaded.reconciles != 3 {
+		t.Errorf("reconcile after start (%d)", reloaded.reconciles)
+	}
 
 	cancel()
 	if err := <-done; err != nil {
@@ -483,6 +493,9 @@ func TestLocalAPIErrors(t *testing.T) {
 	if err := c.Stop(ctx); err == nil {
 		t.Error("stop: no error")
 	}
+	if err := c.Start(ctx); err == nil {
+		t.Error("start: no error")
+	}
 	var re *RequestError
 	if err := c.Restart(ctx, "x"); !errors.As(err, &re) {
 		t.Errorf("restart: %v", err)
@@ -539,7 +552,8 @@ func (failingOps) Scale(context.Context, string, int) error { return nil }
 func (failingOps) Restart(context.Context, string) error {
 	return requestErrorf("unknown service")
 }
-func (failingOps) Stop(context.Context) error { return errors.New("engine gone") }
+func (failingOps) Stop(context.Context) error  { return errors.New("engine gone") }
+func (failingOps) Start(context.Context) error { return errors.New("engine gone") }
 func (failingOps) Logs(context.Context, string, LogOptions, io.Writer) error {
 	return requestErrorf("unknown service")
 }

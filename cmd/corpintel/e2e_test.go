@@ -364,6 +364,11 @@ func TestEndToEnd(t *testing.T) {
 	if vols := labelled(s.project, "volume"); len(vols) < 3 {
 		t.Errorf("stop removed data volumes: %v", vols)
 	}
+	// start brings it back on the same data, without restarting the supervisor.
+	if _, err := s.corpintel("start"); err != nil {
+		t.Fatal(err)
+	}
+	s.waitFor("started again", 2*time.Minute, func(r supervisor.StatusReport) bool { return !r.Stopped && healthyWith(1)(r) })
 	s.signalSupervisor(syscall.SIGTERM)
 	if code := s.sup.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("supervisor exit status %d after SIGTERM", code)

@@ -16,7 +16,7 @@ import (
 )
 
 func init() {
-	commands = append(commands, newStatusCmd, newLogsCmd, newRestartCmd, newScaleCmd, newStopCmd, newPsqlCmd, newConfigCmd)
+	commands = append(commands, newStatusCmd, newLogsCmd, newRestartCmd, newScaleCmd, newStopCmd, newStartCmd, newPsqlCmd, newConfigCmd)
 }
 
 // clientFlags find the running supervisor's socket: --socket, else the config's.
@@ -182,7 +182,7 @@ func newStopCmd() *cobra.Command {
 	var flags clientFlags
 	cmd := &cobra.Command{
 		Use:   "stop",
-		Short: "Stop every container of the stack, keeping the data; restart the supervisor to start them again",
+		Short: "Stop every container of the stack, keeping the data; `corpintel start` brings it up again",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := flags.client(cmd)
@@ -192,7 +192,29 @@ func newStopCmd() *cobra.Command {
 			if err := c.Stop(cmd.Context()); err != nil {
 				return err
 			}
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), "stack stopped (data kept); restart the supervisor to bring it up again")
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), "stack stopped (data kept); `corpintel start` brings it up again")
+			return err
+		},
+	}
+	flags.register(cmd)
+	return cmd
+}
+
+func newStartCmd() *cobra.Command {
+	var flags clientFlags
+	cmd := &cobra.Command{
+		Use:   "start",
+		Short: "Bring the stack up again after `corpintel stop` (waits for the reconcile)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := flags.client(cmd)
+			if err != nil {
+				return err
+			}
+			if err := c.Start(cmd.Context()); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), "stack started; `corpintel status` shows it")
 			return err
 		},
 	}

@@ -20,6 +20,7 @@ type fakeOps struct {
 	scaled   string
 	restart  string
 	stopped  bool
+	started  bool
 	lastLogs supervisor.LogOptions
 }
 
@@ -43,6 +44,8 @@ func (f *fakeOps) Restart(_ context.Context, svc string) error {
 }
 
 func (f *fakeOps) Stop(context.Context) error { f.stopped = true; return nil }
+
+func (f *fakeOps) Start(context.Context) error { f.started = true; return nil }
 
 func (f *fakeOps) Logs(_ context.Context, svc string, o supervisor.LogOptions, w io.Writer) error {
 	f.lastLogs = o
@@ -88,6 +91,7 @@ func TestClientVerbs(t *testing.T) {
 		{[]string{"logs", "--tail", "5", "postgres", "--socket", sock}, 0, "postgres log line", ""},
 		{[]string{"logs", "nope", "--socket", sock}, 2, "", "unknown service"},
 		{[]string{"stop", "--socket", sock}, 0, "stack stopped", ""},
+		{[]string{"start", "--socket", sock}, 0, "stack started", ""},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
@@ -100,7 +104,7 @@ func TestClientVerbs(t *testing.T) {
 			}
 		})
 	}
-	if ops.scaled != "api=3" || ops.restart != "redis" || !ops.stopped || ops.lastLogs.Tail != 5 {
+	if ops.scaled != "api=3" || ops.restart != "redis" || !ops.stopped || !ops.started || ops.lastLogs.Tail != 5 {
 		t.Errorf("supervisor saw %+v", ops)
 	}
 }
