@@ -263,6 +263,19 @@ func (r *Reconciler) MarkRestart(service string) error {
 	return nil
 }
 
+// PendingRestarts lists the services marked for a recreate that no pass has done yet
+// (e.g. because it failed), so that a reload can carry them over.
+func (r *Reconciler) PendingRestarts() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.force))
+	for svc := range r.force {
+		out = append(out, svc)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // StopAll stops every container of the project, API first and PostgreSQL last; the
 // containers and volumes stay (the next pass replaces the stopped containers).
 func (r *Reconciler) StopAll(ctx context.Context) error {

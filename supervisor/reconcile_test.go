@@ -92,8 +92,14 @@ func TestReconcileWithFake(t *testing.T) {
 	if err := r.MarkRestart(ServicePostgres); err != nil {
 		t.Fatal(err)
 	}
+	if p := r.PendingRestarts(); !slices.Equal(p, []string{ServicePostgres}) {
+		t.Errorf("pending restarts %v", p)
+	}
 	if _, err := r.ReconcileOnce(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if p := r.PendingRestarts(); len(p) != 0 {
+		t.Errorf("pending restarts after the pass: %v", p)
 	}
 	wantCalls = []string{"stop cit-postgres", "rename cit-postgres cit-postgres-old", "create cit-postgres", "start cit-postgres", "remove cit-postgres-old"}
 	if !slices.Equal(f.calls, wantCalls) {

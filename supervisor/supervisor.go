@@ -273,8 +273,17 @@ func (d *Daemon) reload() {
 	}
 	d.reconcileMu.Lock()
 	d.mu.Lock()
+	old := d.stack
 	d.stack = st
 	d.mu.Unlock()
+	// A restart the old stack did not get to (its pass failed) is still owed.
+	if p, ok := old.(interface{ PendingRestarts() []string }); ok {
+		for _, svc := range p.PendingRestarts() {
+			if err := st.MarkRestart(svc); err != nil {
+				d.log.Warn("restart request lost on reload", "service", svc, "err", err)
+			}
+		}
+	}
 	d.reconcileMu.Unlock()
 	d.log.Info("config reloaded")
 }

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -102,8 +103,15 @@ type fakeStack struct {
 	err        error
 	scales     map[string]int
 	restarts   []string
+	pending    []string // PendingRestarts
 	stopped    bool
 	reconciled chan struct{}
+}
+
+func (s *fakeStack) PendingRestarts() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pending
 }
 
 func newFakeStack() *fakeStack {
@@ -303,9 +311,18 @@ func TestDaemonRun(t *testing.T) {
 		t.Errorf("backends %v", got)
 	}
 
-	// SIGHUP swaps the stack and reconciles with it.
+	// SIGHUP swaps the stack and reconciles with it; a restart the old stack still owed
+	// is carried over.
+	st.mu.Lock()
+	st.pending = []string{"api"}
+	st.mu.Unlock()
 	hup <- syscall.SIGHUP
 	waitReconcile(t, reloaded)
+	reloaded.mu.Lock()
+	if !slices.Contains(reloaded.restarts, "api") {
+		t.Errorf("restart not carried over the reload: %v", reloaded.restarts)
+	}
+	reloaded.mu.Unlock()
 
 	if err := c.Stop(ctx); err != nil || !reloaded.stopped {
 		t.Errorf("stop: %v", err)
