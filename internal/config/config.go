@@ -358,8 +358,18 @@ func Keys() []string {
 	return keys
 }
 
+// toolEnv are CORPINTEL_* variables of the build, install and test tooling (the tools
+// cache, image builds, test servers); they are not configuration, and the supervisor
+// started by `make run` inherits them, so they draw no warning.
+var toolEnv = []string{"CORPINTEL_APT_PACKAGES", "CORPINTEL_BIN", "CORPINTEL_CACHE", "CORPINTEL_COVERDIR",
+	"CORPINTEL_DEPS", "CORPINTEL_IMAGES", "CORPINTEL_IMAGES_FORCE", "CORPINTEL_MINIO_BIN", "CORPINTEL_PG_BINDIR",
+	"CORPINTEL_REDIS_BIN", "CORPINTEL_SOURCE_URL", "CORPINTEL_TEST_BIN"}
+
 func applyEnv(cfg *Config, env map[string]string) ([]string, error) {
 	known := map[string]bool{envConfigPath: true}
+	for _, name := range toolEnv {
+		known[name] = true
+	}
 	var errs []error
 	for _, f := range fields(cfg) {
 		name := EnvName(f.key)

@@ -87,7 +87,8 @@ maxmemory = "512MiB"
 		"CORPINTEL_POSTGRES_CPUS=1.5",
 		"CORPINTEL_MONITORING=false",
 		"CORPINTEL_API_CORS_ORIGINS=https://x.example, https://y.example",
-		"CORPINTEL_PG_HOST=postgres", // an API container variable: warned about, not an error
+		"CORPINTEL_PG_HOST=postgres",             // an API container variable: warned about, not an error
+		"CORPINTEL_CACHE=/root/.cache/corpintel", // the tooling's (make run): not warned about
 		"HOME=/root",
 	}
 	cfg, warn, err := Load(Options{Path: path, Environ: env})
