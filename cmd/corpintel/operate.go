@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -179,42 +180,31 @@ func newScaleCmd() *cobra.Command {
 }
 
 func newStopCmd() *cobra.Command {
-	var flags clientFlags
-	cmd := &cobra.Command{
-		Use:   "stop",
-		Short: "Stop every container of the stack, keeping the data; `corpintel start` brings it up again",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := flags.client(cmd)
-			if err != nil {
-				return err
-			}
-			if err := c.Stop(cmd.Context()); err != nil {
-				return err
-			}
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), "stack stopped (data kept); `corpintel start` brings it up again")
-			return err
-		},
-	}
-	flags.register(cmd)
-	return cmd
+	return stackVerb("stop", "Stop every container of the stack, keeping the data; `corpintel start` brings it up again",
+		(*supervisor.Client).Stop, "stack stopped (data kept); `corpintel start` brings it up again")
 }
 
 func newStartCmd() *cobra.Command {
+	return stackVerb("start", "Bring the stack up again after `corpintel stop` (waits for the reconcile)",
+		(*supervisor.Client).Start, "stack started; `corpintel status` shows it")
+}
+
+// stackVerb is a verb without arguments that makes one local API call and says done.
+func stackVerb(use, short string, call func(*supervisor.Client, context.Context) error, done string) *cobra.Command {
 	var flags clientFlags
 	cmd := &cobra.Command{
-		Use:   "start",
-		Short: "Bring the stack up again after `corpintel stop` (waits for the reconcile)",
+		Use:   use,
+		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := flags.client(cmd)
 			if err != nil {
 				return err
 			}
-			if err := c.Start(cmd.Context()); err != nil {
+			if err := call(c, cmd.Context()); err != nil {
 				return err
 			}
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), "stack started; `corpintel status` shows it")
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), done)
 			return err
 		},
 	}
