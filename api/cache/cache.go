@@ -246,7 +246,11 @@ func get[T any](ctx context.Context, c *Cache, at lookup, ttl time.Duration, loa
 	if err != nil {
 		c.errs.Inc()
 		c.log.WarnContext(ctx, "cache unavailable; loading without it", "key", full, "err", err)
-		return shareLoad(ctx, c, full, shape, load, nil, raw)
+		l, shared, err := shareLoad(ctx, c, full, shape, load, nil)
+		if err != nil {
+			return zero, nil, err
+		}
+		return l.answer(full, shared, raw)
 	}
 	if body, ok := unwrap(stored, shape); ok {
 		if v, b, ok := hit[T](c, body, raw); ok {
@@ -257,24 +261,18 @@ func get[T any](ctx context.Context, c *Cache, at lookup, ttl time.Duration, loa
 	// Absent, or a value of another shape (written by another version): load and
 	// overwrite it.
 	c.misses.Inc()
-	v, b, err := shareLoad(ctx, c, full, shape, load, func(lctx context.Context, b []byte) {
+	l, shared, err := shareLoad(ctx, c, full, shape, load, func(lctx context.Context, b []byte) {
 		sctx, cancel := context.WithTimeout(lctx, c.opTimeout)
 		defer cancel()
 		if err := c.rdb.Set(sctx, full, b, ttl).Err(); err != nil {
 			c.log.WarnContext(lctx, "cache store failed", "key", full, "err", err)
 		}
-	}, true)
+	})
 	if err != nil {
 		return zero, nil, err
 	}
-	c.local.put(at.local, at.namespace, shape, b, ttl, gen, c.now())
-	if raw {
-		return zero, b, nil
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return zero, nil, fmt.Errorf("cache: decode %s: %w", full, err)
-	}
-	return v, nil, nil
+	c.local.put(at.local, at.namespace, shape, l.b, ttl, gen, c.now())
+	return l.answer(full, shared, raw)
 }
 
 // hit returns a stored value's JSON (raw) or its decoded value, counting the hit; ok is
@@ -296,11 +294,28 @@ type loaded[T any] struct {
 	b []byte // JSON of v, for callers that share another caller's load
 }
 
+// answer is what get returns from a load: the JSON (raw), the loaded value to the caller
+// that ran the load, and a fresh decode to callers that shared it (so callers may
+// modify what they get).
+func (l loaded[T]) answer(key string, shared, raw bool) (T, []byte, error) {
+	var v T
+	switch {
+	case raw:
+		return v, l.b, nil
+	case !shared:
+		return l.v, nil, nil
+	}
+	if err := json.Unmarshal(l.b, &v); err != nil {
+		return v, nil, fmt.Errorf("cache: decode %s: %w", key, err)
+	}
+	return v, nil, nil
+}
+
 // shareLoad runs load once per key among concurrent callers of this replica and hands
 // the stored form of its result (shape header and JSON) to store (when not nil). The
 // load runs detached from the first caller's cancellation (others may still wait for
 // it); each caller stops waiting when its own ctx ends.
-func shareLoad[T any](ctx context.Context, c *Cache, key, shape string, load func(ctx context.Context) (T, error), store func(ctx context.Context, b []byte), raw bool) (T, []byte, error) {
+func shareLoad[T any](ctx context.Context, c *Cache, key, shape string, load func(ctx context.Context) (T, error), store func(ctx context.Context, b []byte)) (l loaded[T], shared bool, err error) {
 	ch := c.group.DoChan(key, func() (any, error) {
 		lctx := context.WithoutCancel(ctx)
 		v, err := load(lctx)
@@ -319,26 +334,14 @@ func shareLoad[T any](ctx context.Context, c *Cache, key, shape string, load fun
 	if c.joined != nil {
 		c.joined(key)
 	}
-	var zero T
 	select {
 	case <-ctx.Done():
-		return zero, nil, ctx.Err()
+		return l, false, ctx.Err()
 	case r := <-ch:
 		if r.Err != nil {
-			return zero, nil, r.Err
+			return l, false, r.Err
 		}
-		l := r.Val.(loaded[T])
-		if raw {
-			return zero, l.b, nil
-		}
-		if !r.Shared {
-			return l.v, nil, nil
-		}
-		var v T
-		if err := json.Unmarshal(l.b, &v); err != nil {
-			return zero, nil, fmt.Errorf("cache: decode %s: %w", key, err)
-		}
-		return v, nil, nil
+		return r.Val.(loaded[T]), r.Shared, nil
 	}
 }
 
