@@ -166,3 +166,17 @@ func connect(ctx context.Context, cfg app.Config, log *slog.Logger) (*deps, erro
 	}
 	return d, nil
 }
+
+// migratedDB opens the database for a one-shot command and migrates it first (a no-op
+// when the supervisor's migrate job ran), so the command works on a fresh stack too.
+func migratedDB(ctx context.Context, cfg app.Config, log *slog.Logger) (*pgxpool.Pool, error) {
+	pool, err := openDB(ctx, cfg, nil, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx, pool, log); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
+}

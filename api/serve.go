@@ -112,14 +112,11 @@ func Serve(ctx context.Context, cfg app.Config, log *slog.Logger) error {
 
 // Seed loads deterministic sample data.
 func Seed(ctx context.Context, cfg app.Config, log *slog.Logger, companies, years int, rnd int64) error {
-	pool, err := openDB(ctx, cfg, nil, log)
+	pool, err := migratedDB(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	if err := db.Migrate(ctx, pool, log); err != nil {
-		return err
-	}
 	st, err := seed.Run(ctx, pool, log, seed.Options{Companies: companies, Years: years, Seed: rnd})
 	if err != nil {
 		return err
@@ -130,14 +127,11 @@ func Seed(ctx context.Context, cfg app.Config, log *slog.Logger, companies, year
 
 // CreateAdmin creates an admin user.
 func CreateAdmin(ctx context.Context, cfg app.Config, log *slog.Logger, email, name string, password []byte) (string, error) {
-	pool, err := openDB(ctx, cfg, nil, log)
+	pool, err := migratedDB(ctx, cfg, log)
 	if err != nil {
 		return "", err
 	}
 	defer pool.Close()
-	if err := db.Migrate(ctx, pool, log); err != nil {
-		return "", err
-	}
 	return users.CreateAdmin(ctx, pool, email, name, password)
 }
 
@@ -146,13 +140,10 @@ func RotateKeys(ctx context.Context, cfg app.Config, log *slog.Logger) (string, 
 	if len(cfg.KEK) < 32 {
 		return "", fmt.Errorf("rotate-keys: %w", cfg.RequireServing())
 	}
-	pool, err := openDB(ctx, cfg, nil, log)
+	pool, err := migratedDB(ctx, cfg, log)
 	if err != nil {
 		return "", err
 	}
 	defer pool.Close()
-	if err := db.Migrate(ctx, pool, log); err != nil {
-		return "", err
-	}
 	return auth.RotateKeys(ctx, pool, cfg.KEK, time.Now())
 }
