@@ -36,6 +36,8 @@
 #   KEEP_WORK=1  keep the work dir (config, logs, wrk output) when a step fails (=always: always)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 repo=$PWD
 
 DURATION=${DURATION:-15s}
@@ -82,15 +84,7 @@ cleanup() {
 	fi
 	[[ -x $bin && -f $work/corpintel.toml && -n $sup_pid ]] && timeout 60 "$bin" stop --config "$work/corpintel.toml" >/dev/null 2>&1
 	[[ -n $sup_pid ]] && kill "$sup_pid" 2>/dev/null && wait "$sup_pid" 2>/dev/null
-	for kind in container volume network; do
-		if [[ $kind == container ]]; then
-			ids=$(docker ps -aq --filter "label=io.corpintel.project=$project")
-			[[ -n $ids ]] && docker rm -f -v $ids >/dev/null
-		else
-			ids=$(docker "$kind" ls -q --filter "label=io.corpintel.project=$project")
-			[[ -n $ids ]] && docker "$kind" rm $ids >/dev/null
-		fi
-	done
+	remove_project "$project"
 	[[ -n $built_image ]] && docker rmi "$built_image" >/dev/null 2>&1
 	if [[ ${KEEP_WORK:-} == always ]] || { (( rc != 0 )) && [[ -n ${KEEP_WORK:-} ]]; }; then
 		echo "bench: kept $work" >&2

@@ -24,6 +24,8 @@
 #   KEEP_WORK=1     keep the work dir (configs, logs, compose file) when a step fails
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 RECOVERY_RUNS=${RECOVERY_RUNS:-3}
 IDLE_SECONDS=${IDLE_SECONDS:-20}
@@ -67,15 +69,7 @@ cleanup() {
 	fi
 	[[ -n $sup_pid ]] && kill "$sup_pid" 2>/dev/null && wait "$sup_pid" 2>/dev/null
 	[[ -f $work/compose.json ]] && "${compose[@]}" -p "$cproject" -f "$work/compose.json" down -v --remove-orphans >/dev/null 2>&1
-	for kind in container volume network; do
-		if [[ $kind == container ]]; then
-			ids=$(docker ps -aq --filter "label=io.corpintel.project=$project")
-			[[ -n $ids ]] && docker rm -f -v $ids >/dev/null
-		else
-			ids=$(docker "$kind" ls -q --filter "label=io.corpintel.project=$project")
-			[[ -n $ids ]] && docker "$kind" rm $ids >/dev/null
-		fi
-	done
+	remove_project "$project"
 	if (( rc != 0 )) && [[ -n ${KEEP_WORK:-} ]]; then
 		echo "bench: kept $work" >&2
 	else
