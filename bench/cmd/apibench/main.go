@@ -223,8 +223,7 @@ func runRate(base, token, pathFile string, rate float64, dur, warm time.Duration
 			inflight.Add(1)
 			go func(at time.Time, rec0 bool) {
 				defer inflight.Done()
-				req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, base+p, nil)
-				req.Header.Set("Authorization", "Bearer "+token)
+				req := authorized(http.MethodGet, base+p, nil, token)
 				err := do(c, req)
 				if !rec0 {
 					return
@@ -270,8 +269,7 @@ func runEach(base, token, pathFile string, conc int) (result, error) {
 					return
 				}
 				t0 := time.Now()
-				req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, base+paths[i], nil)
-				req.Header.Set("Authorization", "Bearer "+token)
+				req := authorized(http.MethodGet, base+paths[i], nil, token)
 				if err := do(c, req); err != nil {
 					rec.fail(time.Since(t0), err.Error())
 				} else {
@@ -341,8 +339,7 @@ func runIngest(base, token, idFile string, conc int, dur time.Duration, points i
 			b.WriteByte('}')
 		}
 		b.WriteString(`]}`)
-		req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, base+"/api/v1/companies/"+id+"/metrics", &b)
-		req.Header.Set("Authorization", "Bearer "+token)
+		req := authorized(http.MethodPost, base+"/api/v1/companies/"+id+"/metrics", &b, token)
 		req.Header.Set("Content-Type", "application/json")
 		if err := do(c, req); err != nil {
 			return err
@@ -385,8 +382,7 @@ func runUpload(base, token, idFile string, conc int, dur time.Duration, size int
 			}
 			pw.CloseWithError(err)
 		}()
-		req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, base+"/api/v1/companies/"+ids[n%len(ids)]+"/documents", pr)
-		req.Header.Set("Authorization", "Bearer "+token)
+		req := authorized(http.MethodPost, base+"/api/v1/companies/"+ids[n%len(ids)]+"/documents", pr, token)
 		req.Header.Set("Content-Type", mw.FormDataContentType())
 		if err := do(c, req); err != nil {
 			return err
@@ -400,4 +396,11 @@ func runUpload(base, token, idFile string, conc int, dur time.Duration, size int
 	res.Bytes = bytesSent.Load()
 	res.MBPS = float64(res.Bytes) / elapsed.Seconds() / (1 << 20)
 	return res, nil
+}
+
+// authorized is a request to url carrying the bearer token.
+func authorized(method, url string, body io.Reader, token string) *http.Request {
+	req, _ := http.NewRequestWithContext(context.Background(), method, url, body)
+	req.Header.Set("Authorization", "Bearer "+token)
+	return req
 }
