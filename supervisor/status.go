@@ -258,15 +258,8 @@ func collectStatus(ctx context.Context, d statusDocker, stats *statsCache, proje
 		}
 		seen[c.ID] = true
 		wg.Go(func() {
-			cs := ContainerStatus{Name: strings.TrimPrefix(firstOr(c.Names, c.ID), "/"), ID: c.ID, State: string(c.State), Image: c.Image, Health: "none"}
-			if c.NetworkSettings != nil {
-				for _, ep := range c.NetworkSettings.Networks {
-					if ep != nil && ep.IPAddress != "" {
-						cs.IP = ep.IPAddress
-						break
-					}
-				}
-			}
+			cs := ContainerStatus{Name: strings.TrimPrefix(firstOr(c.Names, c.ID), "/"), ID: c.ID, State: string(c.State), Image: c.Image, Health: "none",
+				IP: summaryIP(c)}
 			if in, err := d.ContainerInspect(ctx, c.ID); err == nil && in.State != nil {
 				if in.State.Health != nil {
 					cs.Health = in.State.Health.Status

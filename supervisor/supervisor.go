@@ -375,17 +375,8 @@ func (d *Daemon) probeStarting(ctx context.Context, list []container.Summary) {
 		if c.State != container.StateRunning || !strings.Contains(c.Status, "(health: starting)") || d.verified(c.ID) {
 			continue
 		}
-		ip := ""
-		if c.NetworkSettings != nil {
-			for _, ep := range c.NetworkSettings.Networks {
-				if ep != nil && ep.IPAddress != "" {
-					ip = ep.IPAddress
-					break
-				}
-			}
-		}
 		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		err := d.apiProbe.Check(pctx, ip)
+		err := d.apiProbe.Check(pctx, summaryIP(c))
 		cancel()
 		if err == nil {
 			d.probed.Store(c.ID, struct{}{})
@@ -429,18 +420,25 @@ func healthyBackends(list []container.Summary, verified func(id string) bool) []
 		if c.State != container.StateRunning || strings.Contains(c.Status, "(unhealthy)") || starting && !verified(c.ID) {
 			continue
 		}
-		if c.NetworkSettings == nil {
-			continue
-		}
-		for _, ep := range c.NetworkSettings.Networks {
-			if ep != nil && ep.IPAddress != "" {
-				out = append(out, net.JoinHostPort(ep.IPAddress, apiPort))
-				break
-			}
+		if ip := summaryIP(c); ip != "" {
+			out = append(out, net.JoinHostPort(ip, apiPort))
 		}
 	}
 	slices.Sort(out)
 	return out
+}
+
+// summaryIP is the container's address on its (first) network, or "".
+func summaryIP(c container.Summary) string {
+	if c.NetworkSettings == nil {
+		return ""
+	}
+	for _, ep := range c.NetworkSettings.Networks {
+		if ep != nil && ep.IPAddress != "" {
+			return ep.IPAddress
+		}
+	}
+	return ""
 }
 
 // restartTracker detects restart loops: a service whose containers had to be replaced

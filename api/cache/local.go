@@ -249,7 +249,7 @@ for i = 2, #ARGV do
 end
 return 0`)
 
-// localCounters are the local layer's metrics.
+// newLocalHits registers the local layer's hit counter.
 func newLocalHits(reg prometheus.Registerer) (prometheus.Counter, error) {
 	hits := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "corpintel_api_cache_local_hits_total",
