@@ -1,3 +1,13 @@
+// Package supervisor is the corpintel daemon: a Daemon wires the parts — the reconciler
+// (supervisor/reconcile) that keeps the stack converged, the edge (supervisor/edge)
+// that takes the traffic, status (supervisor/health), the local API the CLI uses
+// (supervisor/localapi) and the state store (supervisor/state) — and implements the
+// operations (status, scale, restart, start, stop, logs, create-admin) that the local
+// API and, later, the console both call. Long operations that may lose data (backup,
+// restore, drill, upgrade, rotation) run under the one operation lock and journal of
+// the state store (RunOperation).
+//
+// Restarting the supervisor never stops the stack: the containers outlive it.
 package supervisor
 
 import (
@@ -15,617 +25,364 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/corpintel/corpintel/internal/config"
+	"github.com/corpintel/corpintel/internal/docker"
+	"github.com/corpintel/corpintel/internal/stack"
+	"github.com/corpintel/corpintel/supervisor/edge"
+	"github.com/corpintel/corpintel/supervisor/health"
+	"github.com/corpintel/corpintel/supervisor/localapi"
+	"github.com/corpintel/corpintel/supervisor/reconcile"
+	"github.com/corpintel/corpintel/supervisor/state"
 )
 
-// Stack is what the daemon needs from the reconciler (reconcile.go); the command wires
-// the real one in, tests a fake.
-type Stack interface {
-	// Reconcile observes, plans and executes once. changed reports whether the plan had
-	// any step; summary is the plan's String() for the log.
-	Reconcile(ctx context.Context) (changed bool, summary string, err error)
-	// SetScale records the desired replicas of a service (persisted by the reconciler).
-	SetScale(service string, replicas int) error
-	// MarkRestart makes the next Reconcile recreate the service's containers.
-	MarkRestart(service string) error
-	// StopAll stops every container of the stack, keeping volumes.
-	StopAll(ctx context.Context) error
-	// Services lists the services of the spec with their desired replicas, in start order.
-	Services() []DesiredService
+// Engine is the Docker Engine as the daemon uses it (internal/docker.Client): what the
+// reconciler needs, its event stream, resource counters and logs.
+type Engine interface {
+	reconcile.Engine
+	reconcile.EventSource
+	health.UsageReader
+	FollowLogs(ctx context.Context, id, tail string, follow, timestamps bool, stdout, stderr io.Writer) error
 }
 
-// DockerAPI is the part of the Docker Engine API that the daemon reads directly (events,
-// status, logs, proxy backends); everything that changes the engine goes through Stack.
-type DockerAPI interface {
-	statusDocker
-	eventSource
-	ContainerLogs(ctx context.Context, containerID string, options container.LogsOptions) (io.ReadCloser, error)
-}
-
-// proxiedService is the service the loopback proxy balances over.
-const proxiedService = ServiceAPI
-
-// apiPort is where every API replica listens on the stack network.
-const apiPort = "8080"
-
-// MaxScale bounds `scale` (DESIGN.md "Replicas").
-const MaxScale = 16
+var _ Engine = (*docker.Client)(nil)
 
 // Options configure a Daemon.
 type Options struct {
-	Project string
-	Profile string
-	// Listen is the loopback proxy address (127.0.0.1:8000).
-	Listen string
-	// Socket is the local API's unix socket path.
-	Socket string
+	Config *config.Config
+	Engine Engine
+	Store  *state.Store
+	Log    *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
 	// Resync is the period of the full reconcile that catches missed events (10 s).
 	Resync time.Duration
-	Docker DockerAPI
-	Stack  Stack
-	// Reload builds a new Stack from the re-read config (SIGHUP). Nil disables reload.
-	Reload func() (Stack, error)
+	// Reload re-reads the config (SIGHUP); nil disables reload.
+	Reload func() (*config.Config, error)
 	// Hangup delivers reload requests (SIGHUP).
 	Hangup <-chan os.Signal
-	Log    *slog.Logger
-	// Ready is called once both listeners are up.
+	// Ready is called once the listeners are up and the loop runs.
 	Ready func(apiURL string)
+	// Resume continues operations of a kind that a previous supervisor left running
+	// (found in the journal at start). An operation of a kind without one is marked
+	// interrupted and reported in status.
+	Resume map[string]func(ctx context.Context, op *Op) error
 }
 
 // Daemon is the running supervisor.
 type Daemon struct {
-	opts  Options
-	log   *slog.Logger
-	proxy *Proxy
-	stats statsCache
+	opts    Options
+	log     *slog.Logger
+	now     func() time.Time
+	rec     *reconcile.Reconciler
+	proxy   *edge.Proxy
+	status  *health.Collector
+	store   *state.Store
+	owner   string // this process, as the owner of the operations it runs
+	kick    chan struct{}
+	running atomic.Bool
 
-	// refreshMu orders proxy backend refreshes so an older listing never wins.
-	refreshMu sync.Mutex
-	// probed holds API replicas that answered the supervisor's own ready probe while
-	// Docker's first health check was still to come (container ID → struct{}), and
-	// recheck is set while a refresh waits to probe the others again.
-	probed   sync.Map
-	recheck  atomic.Bool
-	apiProbe *ReadyProbe // apiReady; tests point it elsewhere
-	// reconcileMu serialises reconciles and the operations that change desired state.
-	reconcileMu sync.Mutex
-
-	mu            sync.Mutex // guards the fields below
-	stack         Stack
-	stopped       bool
-	lastReconcile time.Time
-	lastErr       string
-	restarts      restartTracker
-	diedSince     map[string]bool // services that lost a container since the last reconcile
+	mu          sync.Mutex
+	interrupted []state.Operation
+	localLn     net.Listener // while Run runs (tests close it to stop a part)
 }
 
-// NewDaemon checks opts and returns a daemon that has not started yet.
-func NewDaemon(opts Options) (*Daemon, error) {
-	switch {
-	case opts.Project == "":
-		return nil, errors.New("supervisor: empty project name")
-	case opts.Docker == nil || opts.Stack == nil:
-		return nil, errors.New("supervisor: Docker and Stack are required")
-	case opts.Listen == "" || opts.Socket == "":
-		return nil, errors.New("supervisor: listen address and socket path are required")
-	}
-	if opts.Resync <= 0 {
-		opts.Resync = 10 * time.Second
+// New checks opts and returns a daemon that has not started. Its operations also work
+// without Run — that is how the CLI serves `status` and `stop` when no supervisor runs.
+func New(opts Options) (*Daemon, error) {
+	if opts.Config == nil || opts.Engine == nil || opts.Store == nil {
+		return nil, errors.New("supervisor: config, engine and state store are required")
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Daemon{
-		opts:      opts,
-		log:       opts.Log,
-		proxy:     NewProxy(opts.Log),
-		stack:     opts.Stack,
-		diedSince: make(map[string]bool),
-		apiProbe:  apiReady,
-	}, nil
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	d := &Daemon{opts: opts, log: opts.Log, now: opts.Now, proxy: edge.NewProxy(opts.Log), status: health.NewCollector(opts.Engine),
+		store: opts.Store, kick: make(chan struct{}, 1),
+		owner: fmt.Sprintf("supervisor pid %d started %s", os.Getpid(), opts.Now().UTC().Format(time.RFC3339Nano))}
+	rec, err := reconcile.New(reconcile.Options{Config: opts.Config, Engine: opts.Engine, Store: opts.Store, Log: opts.Log, Now: opts.Now,
+		OnSnapshot: d.setBackends})
+	if err != nil {
+		return nil, err
+	}
+	d.rec = rec
+	return d, nil
+}
+
+// setBackends points the edge at the serving API replicas of a snapshot. A failed
+// observation keeps the previous set: the replicas may well be serving while the
+// engine does not answer.
+func (d *Daemon) setBackends(s reconcile.Snapshot) {
+	if s.Err != "" {
+		return
+	}
+	d.proxy.SetBackends(s.Backends(stack.ServiceAPI, stack.PortAPI))
 }
 
 // Proxy returns the loopback proxy (the edge wraps it later).
-func (d *Daemon) Proxy() *Proxy { return d.proxy }
+func (d *Daemon) Proxy() *edge.Proxy { return d.proxy }
 
-// Run serves the proxy and the local API and keeps the stack reconciled until ctx ends.
-// It never stops the stack on the way out: the containers outlive the supervisor.
+// Reconciler returns the daemon's reconciler.
+func (d *Daemon) Reconciler() *reconcile.Reconciler { return d.rec }
+
+// Run serves the loopback listener and the local API and keeps the stack reconciled
+// until ctx ends, or until one of those parts stops on its own — then Run returns that
+// part's error. It never stops the stack on the way out: the containers outlive the
+// supervisor.
 func (d *Daemon) Run(ctx context.Context) error {
-	proxyLn, err := ListenProxy(d.opts.Listen)
+	cfg := d.rec.Config()
+	proxyLn, err := edge.Listen(cfg.Listen)
 	if err != nil {
 		return err
 	}
-	localLn, err := ListenLocalAPI(d.opts.Socket)
+	localLn, err := localapi.Listen(cfg.Socket)
 	if err != nil {
 		_ = proxyLn.Close()
 		return err
 	}
-	proxySrv := newProxyServer(d.proxy, d.log)
-	localSrv := &http.Server{Handler: NewLocalAPIHandler(d, d.log), ReadHeaderTimeout: 10 * time.Second}
+	if err := d.recoverOperations(ctx); err != nil {
+		_ = proxyLn.Close()
+		_ = localLn.Close()
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	proxySrv := edge.NewServer(d.proxy, d.log)
+	localSrv := &http.Server{Handler: localapi.NewHandler(d, d.log), ReadHeaderTimeout: 10 * time.Second}
+
+	errc := make(chan error, 4)
 	var wg sync.WaitGroup
 	serve := func(name string, srv *http.Server, ln net.Listener) {
 		wg.Go(func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				d.log.Error(name+" stopped", "err", err)
+				errc <- fmt.Errorf("%s stopped: %w", name, err)
 			}
 		})
 	}
-	serve("proxy", proxySrv, proxyLn)
+	serve("loopback listener", proxySrv, proxyLn)
 	serve("local API", localSrv, localLn)
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = proxySrv.Shutdown(sctx)
-		_ = localSrv.Shutdown(sctx)
-		wg.Wait()
-		_ = os.Remove(d.opts.Socket)
-		d.log.Info("supervisor stopped; the stack keeps running")
-	}()
+	wg.Go(func() {
+		err := d.rec.Run(ctx, reconcile.LoopOptions{Events: d.opts.Engine, Resync: d.opts.Resync, Kick: d.kick})
+		if ctx.Err() == nil {
+			errc <- fmt.Errorf("reconcile loop stopped: %w", err)
+		}
+	})
+	wg.Go(func() { d.watchHangup(ctx) })
+	d.running.Store(true)
+	d.mu.Lock()
+	d.localLn = localLn
+	d.mu.Unlock()
 
 	apiURL := "http://" + proxyLn.Addr().String()
-	d.log.Info("supervisor started", "project", d.opts.Project, "profile", d.opts.Profile,
-		"api", apiURL, "socket", d.opts.Socket)
+	d.log.Info("supervisor started", "project", cfg.Project, "profile", cfg.Profile, "api", apiURL, "socket", cfg.Socket)
 	if d.opts.Ready != nil {
 		d.opts.Ready(apiURL)
 	}
 
-	evctx, cancelEvents := context.WithCancel(ctx)
-	defer cancelEvents()
-	evch := make(chan stackEvent, 64)
-	kick := make(chan struct{}, 1)
-	wg.Go(func() { watchEvents(evctx, d.opts.Docker, d.opts.Project, evch, d.log) })
-	wg.Go(func() { d.dispatch(evctx, evch, kick) })
-
-	d.loop(ctx, kick)
-	cancelEvents()
-	return nil
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		d.log.Error("supervisor part failed; shutting down", "err", runErr)
+	}
+	cancel()
+	d.running.Store(false)
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer scancel()
+	_ = proxySrv.Shutdown(sctx)
+	_ = localSrv.Shutdown(sctx)
+	wg.Wait()
+	_ = os.Remove(cfg.Socket)
+	d.log.Info("supervisor stopped; the stack keeps running")
+	return runErr
 }
 
-// dispatch handles events as they come, also while a reconcile runs: the proxy learns
-// about replicas going up or down at once, and a lost container asks for a reconcile.
-func (d *Daemon) dispatch(ctx context.Context, evch <-chan stackEvent, kick chan<- struct{}) {
+// watchHangup reloads the config on SIGHUP.
+func (d *Daemon) watchHangup(ctx context.Context) {
 	for {
-		var ev stackEvent
 		select {
 		case <-ctx.Done():
 			return
-		case ev = <-evch:
-		}
-		if ev.Action == "" { // the event stream reconnected: we may have missed something
-			d.refreshBackends(ctx)
-			notify(kick)
-			continue
-		}
-		if ev.Service == "" {
-			// One-shot jobs: the reconcile that runs them waits for them itself.
-			continue
-		}
-		d.log.Debug("docker event", "service", ev.Service, "action", ev.Action, "container", shortID(ev.Container))
-		if ev.Service == proxiedService && ev.healthChange() {
-			d.refreshBackends(ctx)
-		}
-		if ev.gone() || ev.unhealthy() {
-			d.mu.Lock()
-			d.diedSince[ev.Service] = true
-			d.mu.Unlock()
-			notify(kick)
+		case <-d.opts.Hangup:
+			if err := d.reload(); err != nil {
+				d.log.Error("reload failed; keeping the previous config", "err", err)
+				continue
+			}
+			d.log.Info("config reloaded")
+			notifyKick(d.kick)
 		}
 	}
 }
 
-// notify sends on a 1-buffered channel without blocking; pending kicks coalesce.
-func notify(ch chan<- struct{}) {
+// reload swaps in the re-read config. Listen and socket are bound already and cannot
+// change; the reconciler refuses a changed project or state dir.
+func (d *Daemon) reload() error {
+	if d.opts.Reload == nil {
+		return errors.New("reload is not supported by this supervisor")
+	}
+	next, err := d.opts.Reload()
+	if err != nil {
+		return err
+	}
+	cur := d.rec.Config()
+	if next.Listen != cur.Listen || next.Socket != cur.Socket {
+		return fmt.Errorf("listen and socket cannot change on reload (%s, %s): restart the supervisor", cur.Listen, cur.Socket)
+	}
+	return d.rec.SetConfig(next)
+}
+
+func notifyKick(ch chan<- struct{}) {
 	select {
 	case ch <- struct{}{}:
 	default:
 	}
 }
 
-// loop runs the reconciles: on start, on kicks from events, on the resync ticker and on
-// reload requests. Every path goes through one timer so that bursts coalesce.
-func (d *Daemon) loop(ctx context.Context, kick <-chan struct{}) {
-	timer := time.NewTimer(0) // the initial reconcile adopts what exists
-	next := time.Now()
-	schedule := func(delay time.Duration) {
-		at := time.Now().Add(delay)
-		if !next.IsZero() && !at.Before(next) {
-			return
-		}
-		next = at
-		timer.Reset(delay)
+// Status implements localapi.Operations.
+func (d *Daemon) Status(ctx context.Context) (health.StatusReport, error) {
+	if _, err := d.rec.Refresh(ctx); err != nil {
+		return health.StatusReport{}, fmt.Errorf("status: %w", err)
 	}
-	resync := time.NewTicker(d.opts.Resync)
-	defer resync.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return
-		case <-kick:
-			// A short delay coalesces the events of one incident (die + destroy,
-			// several containers killed together).
-			schedule(max(100*time.Millisecond, d.backoffDelay(time.Now())))
-		case <-resync.C:
-			schedule(d.backoffDelay(time.Now()))
-		case <-d.opts.Hangup:
-			d.reload()
-			schedule(0)
-		case <-timer.C:
-			next = time.Time{}
-			_ = d.reconcile(ctx, "loop") // logged and shown in status; retried on resync
-		}
+	cfg := d.rec.Config()
+	last := d.rec.LastPass()
+	rep := health.StatusReport{Project: cfg.Project, Profile: cfg.Profile, Listen: cfg.Listen, Supervisor: d.running.Load(),
+		LastReconcile: last.At, LastError: last.Error}
+	var err error
+	if rep.Stopped, rep.StoppedAt, err = d.store.Stopped(ctx); err != nil {
+		return health.StatusReport{}, err
 	}
-}
-
-func shortID(id string) string { return id[:min(12, len(id))] }
-
-// reload swaps in a stack built from the re-read config.
-func (d *Daemon) reload() {
-	if d.opts.Reload == nil {
-		d.log.Warn("reload requested but not supported")
-		return
+	if op, ok, err := d.store.RunningOperation(ctx); err != nil {
+		return health.StatusReport{}, err
+	} else if ok {
+		rep.Operation = &op
 	}
-	st, err := d.opts.Reload()
-	if err != nil {
-		d.log.Error("reload failed; keeping the previous config", "err", err)
-		return
-	}
-	d.reconcileMu.Lock()
 	d.mu.Lock()
-	old := d.stack
-	d.stack = st
+	rep.Interrupted = slices.Clone(d.interrupted)
 	d.mu.Unlock()
-	// A restart the old stack did not get to (its pass failed) is still owed.
-	if p, ok := old.(interface{ PendingRestarts() []string }); ok {
-		for _, svc := range p.PendingRestarts() {
-			if err := st.MarkRestart(svc); err != nil {
-				d.log.Warn("restart request lost on reload", "service", svc, "err", err)
-			}
-		}
-	}
-	d.reconcileMu.Unlock()
-	d.log.Info("config reloaded")
+	rep.Services = d.status.Services(ctx, health.Inputs{Snapshot: d.rec.Snapshot(), Desired: d.rec.Services(ctx),
+		Backoffs: d.rec.Backoffs(), Reports: last.Reports, Now: d.now()})
+	return rep, nil
 }
 
-func (d *Daemon) currentStack() Stack {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.stack
-}
-
-// reconcile runs one reconcile unless the operator stopped the stack.
-func (d *Daemon) reconcile(ctx context.Context, reason string) error {
-	d.reconcileMu.Lock()
-	defer d.reconcileMu.Unlock()
-	return d.reconcileLocked(ctx, reason)
-}
-
-func (d *Daemon) reconcileLocked(ctx context.Context, reason string) error {
-	d.mu.Lock()
-	stopped, st := d.stopped, d.stack
-	died := d.diedSince
-	d.diedSince = make(map[string]bool)
-	d.mu.Unlock()
-	if stopped {
-		return nil
-	}
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	defer cancel()
-	start := time.Now()
-	changed, summary, err := st.Reconcile(rctx)
-	d.mu.Lock()
-	d.lastReconcile = time.Now()
-	d.lastErr = ""
+// ownedBy says which running operation owns a service ("" when none).
+func (d *Daemon) ownedBy(ctx context.Context, service string) (string, error) {
+	owned, err := d.store.OwnedServices(ctx)
 	if err != nil {
-		d.lastErr = err.Error()
+		return "", err
 	}
-	if changed {
-		for svc := range died {
-			d.restarts.record(svc, start)
-		}
-	}
-	d.mu.Unlock()
-	switch {
-	case err != nil:
-		d.log.Error("reconcile failed", "reason", reason, "err", err, "took", time.Since(start).Round(time.Millisecond))
-	case changed:
-		d.log.Info("reconciled", "reason", reason, "plan", summary, "took", time.Since(start).Round(time.Millisecond))
-	}
-	d.refreshBackends(ctx)
-	if err != nil {
-		return fmt.Errorf("reconcile: %w", err)
-	}
-	return nil
+	return owned[service], nil
 }
 
-// backoffDelay is how long the next automatic reconcile must wait for a service in a
-// restart loop.
-func (d *Daemon) backoffDelay(now time.Time) time.Duration {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.restarts.delay(now)
-}
-
-// apiReady is how the supervisor asks an API replica whether it serves (see ReadyProbe).
-var apiReady = &ReadyProbe{Kind: ProbeHTTP, Port: 8080, Path: "/health"}
-
-// recheckEvery is how often replicas that Docker has not checked yet are probed again.
-const recheckEvery = 250 * time.Millisecond
-
-// verified reports whether a container whose Docker health is still "starting" is known
-// to serve: it passed its health gate (reconciler) or answered the daemon's own probe.
-func (d *Daemon) verified(id string) bool {
-	if _, ok := d.probed.Load(id); ok {
-		return true
-	}
-	v, ok := d.currentStack().(interface{ Verified(id string) bool })
-	return ok && v.Verified(id)
-}
-
-// probeStarting probes the running API replicas that Docker has not checked yet (e.g.
-// restarted by Docker after a crash, so no health gate ran) and, while some do not
-// answer yet, refreshes the backends again shortly. Probed entries of containers that
-// are gone are dropped.
-func (d *Daemon) probeStarting(ctx context.Context, list []container.Summary) {
-	present := map[string]bool{}
-	pending := false
-	for _, c := range list {
-		present[c.ID] = true
-		if c.State != container.StateRunning || !strings.Contains(c.Status, "(health: starting)") || d.verified(c.ID) {
-			continue
-		}
-		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		err := d.apiProbe.Check(pctx, summaryIP(c))
-		cancel()
-		if err == nil {
-			d.probed.Store(c.ID, struct{}{})
-		} else {
-			pending = true
-		}
-	}
-	d.probed.Range(func(id, _ any) bool {
-		if !present[id.(string)] {
-			d.probed.Delete(id)
-		}
-		return true
-	})
-	if pending && ctx.Err() == nil && d.recheck.CompareAndSwap(false, true) {
-		time.AfterFunc(recheckEvery, func() {
-			d.recheck.Store(false)
-			d.refreshBackends(ctx)
-		})
-	}
-}
-
-// refreshBackends points the proxy at the running, healthy API replicas.
-func (d *Daemon) refreshBackends(ctx context.Context) {
-	d.refreshMu.Lock()
-	defer d.refreshMu.Unlock()
-	list, err := d.opts.Docker.ContainerList(ctx, container.ListOptions{Filters: projectFilter(d.opts.Project, proxiedService)})
-	if err != nil {
-		d.log.Warn("proxy: cannot list API replicas", "err", err)
-		return
-	}
-	d.probeStarting(ctx, list)
-	d.proxy.SetBackends(healthyBackends(list, d.verified))
-}
-
-// healthyBackends picks the replicas that may take traffic: running and healthy (or
-// without a health check), with an address on the stack network.
-func healthyBackends(list []container.Summary, verified func(id string) bool) []string {
-	var out []string
-	for _, c := range list {
-		starting := strings.Contains(c.Status, "(health: starting)")
-		if c.State != container.StateRunning || strings.Contains(c.Status, "(unhealthy)") || starting && !verified(c.ID) {
-			continue
-		}
-		if ip := summaryIP(c); ip != "" {
-			out = append(out, net.JoinHostPort(ip, apiPort))
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-// summaryIP is the container's address on its (first) network, or "".
-func summaryIP(c container.Summary) string {
-	if c.NetworkSettings == nil {
-		return ""
-	}
-	for _, ep := range c.NetworkSettings.Networks {
-		if ep != nil && ep.IPAddress != "" {
-			return ep.IPAddress
-		}
-	}
-	return ""
-}
-
-// restartTracker detects restart loops: a service whose containers had to be replaced
-// three times within two minutes waits, doubling from 5 s up to 2 min.
-type restartTracker struct {
-	replaced map[string][]time.Time
-	until    map[string]time.Time
-}
-
-const (
-	loopWindow    = 2 * time.Minute
-	loopThreshold = 3
-	loopMaxDelay  = 2 * time.Minute
-)
-
-func (t *restartTracker) record(svc string, now time.Time) {
-	if t.replaced == nil {
-		t.replaced, t.until = make(map[string][]time.Time), make(map[string]time.Time)
-	}
-	recent := slices.DeleteFunc(t.replaced[svc], func(at time.Time) bool { return now.Sub(at) > loopWindow })
-	recent = append(recent, now)
-	t.replaced[svc] = recent
-	if n := len(recent); n >= loopThreshold {
-		delay := min(5*time.Second<<(n-loopThreshold), loopMaxDelay)
-		t.until[svc] = now.Add(delay)
-	}
-}
-
-// delay is the wait until the last backoff expires (0 when none is active).
-func (t *restartTracker) delay(now time.Time) time.Duration {
-	var d time.Duration
-	for _, u := range t.until {
-		d = max(d, u.Sub(now))
-	}
-	return d
-}
-
-// describe reports an active backoff of svc for status.
-func (t *restartTracker) describe(svc string, now time.Time) string {
-	u, ok := t.until[svc]
-	if !ok || !u.After(now) {
-		return ""
-	}
-	return fmt.Sprintf("restart loop: %d replacements in %s, next try in %s", len(t.replaced[svc]), loopWindow, u.Sub(now).Round(time.Second))
-}
-
-// knownService checks svc against the spec, listing the valid names on error.
-func (d *Daemon) knownService(svc string) error {
-	var names []string
-	for _, s := range d.currentStack().Services() {
-		if s.Name == svc {
-			return nil
-		}
-		names = append(names, s.Name)
-	}
-	return requestErrorf("unknown service %q (valid: %s)", svc, strings.Join(names, ", "))
-}
-
-// Status implements Operations.
-func (d *Daemon) Status(ctx context.Context) (StatusReport, error) {
-	desired := d.currentStack().Services()
-	svcs, err := collectStatus(ctx, d.opts.Docker, &d.stats, d.opts.Project, desired, d.verified)
-	if err != nil {
-		return StatusReport{}, err
-	}
-	now := time.Now()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for i := range svcs {
-		if b := d.restarts.describe(svcs[i].Service, now); b != "" {
-			svcs[i].Backoff = b
-			if svcs[i].State != "running" {
-				svcs[i].State = "backoff"
-			}
-		}
-	}
-	return StatusReport{
-		Project: d.opts.Project, Profile: d.opts.Profile, Listen: d.opts.Listen,
-		Stopped: d.stopped, LastReconcile: d.lastReconcile, LastError: d.lastErr, Services: svcs,
-	}, nil
-}
-
-// Scale implements Operations: it records the new scale and reconciles before answering.
+// Scale implements localapi.Operations: it records the new scale and reconciles before
+// answering.
 func (d *Daemon) Scale(ctx context.Context, service string, replicas int) error {
-	if err := d.knownService(service); err != nil {
-		return err
+	if err := stack.ValidateScale(service, replicas); err != nil {
+		return localapi.RequestErrorf("%v", err)
 	}
-	if service != proxiedService {
-		return requestErrorf("only %s can be scaled; %s runs exactly one container", proxiedService, service)
+	if op, err := d.ownedBy(ctx, service); err != nil || op != "" {
+		return cmpErr(err, localapi.RequestErrorf("%s is owned by %s; scale it when that has ended", service, op))
 	}
-	if replicas < 0 || replicas > MaxScale {
-		return requestErrorf("replicas must be between 0 and %d, got %d", MaxScale, replicas)
-	}
-	d.reconcileMu.Lock()
-	defer d.reconcileMu.Unlock()
-	if err := d.currentStack().SetScale(service, replicas); err != nil {
+	if err := d.rec.SetScale(ctx, service, replicas); err != nil {
 		return fmt.Errorf("scale %s=%d: %w", service, replicas, err)
 	}
 	d.log.Info("scale", "service", service, "replicas", replicas)
-	return d.reconcileLocked(ctx, "scale")
+	return d.pass(ctx, "scale")
 }
 
-// Restart implements Operations: the service's containers are recreated now.
+// Restart implements localapi.Operations: the service's containers are recreated now
+// (also the way out of a held recreate or a backoff).
 func (d *Daemon) Restart(ctx context.Context, service string) error {
-	if err := d.knownService(service); err != nil {
-		return err
+	if err := stack.CheckService(service); err != nil {
+		return localapi.RequestErrorf("%v", err)
 	}
-	d.reconcileMu.Lock()
-	defer d.reconcileMu.Unlock()
-	if err := d.currentStack().MarkRestart(service); err != nil {
+	if op, err := d.ownedBy(ctx, service); err != nil || op != "" {
+		return cmpErr(err, localapi.RequestErrorf("%s is owned by %s; restart it when that has ended", service, op))
+	}
+	if err := d.rec.MarkRestart(ctx, service); err != nil {
 		return fmt.Errorf("restart %s: %w", service, err)
 	}
 	d.log.Info("restart", "service", service)
-	return d.reconcileLocked(ctx, "restart")
+	return d.pass(ctx, "restart")
 }
 
-// Start implements Operations: it undoes Stop and reconciles at once (a no-op
-// reconcile when the stack was not stopped).
-func (d *Daemon) Start(ctx context.Context) error {
-	d.reconcileMu.Lock()
-	defer d.reconcileMu.Unlock()
-	d.mu.Lock()
-	was := d.stopped
-	d.stopped = false
-	d.mu.Unlock()
-	if was {
-		d.log.Info("starting the stack on operator request")
-	}
-	if err := d.reconcileLocked(ctx, "start"); err != nil {
+// cmpErr returns err when set, else the request error.
+func cmpErr(err, requestErr error) error {
+	if err != nil {
 		return err
 	}
-	d.refreshBackends(ctx)
+	return requestErr
+}
+
+// pass runs one reconcile pass for an operation and returns its error.
+func (d *Daemon) pass(ctx context.Context, reason string) error {
+	plan, err := d.rec.Pass(ctx)
+	if err != nil {
+		d.log.Error("reconcile failed", "reason", reason, "err", err)
+		return err
+	}
+	if plan.HasChanges() {
+		d.log.Info("reconciled", "reason", reason, "plan", plan.String())
+	}
 	return nil
 }
 
-// Stop implements Operations: every container stops, data stays, and the reconciler
-// leaves the stack down until Start (`corpintel start`) or a supervisor restart.
+// Start implements localapi.Operations: it undoes Stop and reconciles at once (a no-op
+// pass when the stack was not stopped).
+func (d *Daemon) Start(ctx context.Context) error {
+	if err := d.rec.Start(ctx); err != nil {
+		return err
+	}
+	d.log.Info("starting the stack on operator request")
+	return d.pass(ctx, "start")
+}
+
+// Stop implements localapi.Operations: every container stops, data stays, and the
+// reconciler leaves the stack down until Start — across supervisor restarts and
+// reboots. It refuses while an operation runs (it would pull the stack from under it).
 func (d *Daemon) Stop(ctx context.Context) error {
-	d.reconcileMu.Lock()
-	defer d.reconcileMu.Unlock()
-	d.mu.Lock()
-	d.stopped = true
-	d.mu.Unlock()
+	if op, ok, err := d.store.RunningOperation(ctx); err != nil {
+		return err
+	} else if ok {
+		return localapi.RequestErrorf("%s is running; stop the stack when it has ended", op.Name())
+	}
 	d.proxy.SetBackends(nil)
 	d.log.Info("stopping the stack on operator request")
-	if err := d.currentStack().StopAll(ctx); err != nil {
-		return fmt.Errorf("stop: %w", err)
+	if _, err := d.rec.Stop(ctx); err != nil {
+		return err
 	}
 	return nil
 }
 
-// Logs implements Operations: the logs of every container of service, prefixed with
-// the container name when there are several.
-func (d *Daemon) Logs(ctx context.Context, service string, opts LogOptions, w io.Writer) error {
-	if err := d.knownService(service); err != nil {
-		return err
+// Logs implements localapi.Operations: the logs of every container of service,
+// prefixed with the container name when there are several.
+func (d *Daemon) Logs(ctx context.Context, service string, opts localapi.LogOptions, w io.Writer) error {
+	if err := stack.CheckService(service); err != nil {
+		return localapi.RequestErrorf("%v", err)
 	}
-	list, err := d.opts.Docker.ContainerList(ctx, container.ListOptions{All: true, Filters: projectFilter(d.opts.Project, service)})
-	if err != nil {
-		return fmt.Errorf("logs %s: list containers: %w", service, err)
+	if _, err := d.rec.Refresh(ctx); err != nil {
+		return fmt.Errorf("logs %s: %w", service, err)
 	}
+	list := d.rec.Snapshot().Observed.ServiceContainers(service)
 	if len(list) == 0 {
-		return requestErrorf("service %s has no containers (see `corpintel status`)", service)
+		return localapi.RequestErrorf("service %s has no containers (see `corpintel status`)", service)
 	}
-	slices.SortFunc(list, func(a, b container.Summary) int { return strings.Compare(firstOr(a.Names, ""), firstOr(b.Names, "")) })
-	lo := container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: opts.Follow, Tail: "all"}
+	slices.SortFunc(list, func(a, b reconcile.ObservedContainer) int { return strings.Compare(a.Name, b.Name) })
+	tail := "all"
 	if opts.Tail >= 0 {
-		lo.Tail = fmt.Sprint(opts.Tail)
+		tail = fmt.Sprint(opts.Tail)
 	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	errs := make([]error, len(list))
 	for i, c := range list {
-		name := strings.TrimPrefix(firstOr(c.Names, c.ID), "/")
 		var out io.Writer = &lockedWriter{mu: &mu, w: w}
 		if len(list) > 1 {
-			out = &prefixWriter{prefix: name + " | ", w: out}
+			out = &prefixWriter{prefix: c.Name + " | ", w: out}
 		}
 		wg.Go(func() {
-			rc, err := d.opts.Docker.ContainerLogs(ctx, c.ID, lo)
-			if err != nil {
-				errs[i] = fmt.Errorf("logs of %s: %w", name, err)
-				return
-			}
-			defer rc.Close()
-			if _, err := stdcopy.StdCopy(out, out, rc); err != nil && ctx.Err() == nil {
-				errs[i] = fmt.Errorf("logs of %s: %w", name, err)
+			if err := d.opts.Engine.FollowLogs(ctx, c.ID, tail, opts.Follow, false, out, out); err != nil && ctx.Err() == nil {
+				errs[i] = fmt.Errorf("logs of %s: %w", c.Name, err)
 			}
 			if pw, ok := out.(*prefixWriter); ok {
 				pw.flush()

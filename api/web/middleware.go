@@ -1,20 +1,19 @@
 package web
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/corpintel/corpintel/internal/requestid"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // HeaderRequestID carries the request id in both directions.
-const HeaderRequestID = "X-Request-ID"
+const HeaderRequestID = requestid.Header
 
 // RequestID returns the id of the request c (set by the RequestIDs middleware).
 func RequestID(c echo.Context) string {
@@ -26,32 +25,10 @@ func RequestID(c echo.Context) string {
 func RequestIDs() echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			id := c.Request().Header.Get(HeaderRequestID)
-			if !validRequestID(id) {
-				id = newRequestID()
-			}
-			c.Response().Header().Set(HeaderRequestID, id)
+			c.Response().Header().Set(HeaderRequestID, requestid.Accept(c.Request().Header.Get(HeaderRequestID)))
 			return next(c)
 		}
 	}
-}
-
-func validRequestID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return false
-		}
-	}
-	return true
-}
-
-func newRequestID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // SecurityHeaders sets the headers every JSON response carries. The /docs page sets its

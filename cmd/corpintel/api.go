@@ -1,9 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -133,22 +130,9 @@ func newCreateAdminCmd() *cobra.Command {
 			if fromStdin == (passwordFile != "") {
 				return usagef("create-admin: give exactly one of --password-stdin or --password-file")
 			}
-			var pw []byte
-			var err error
-			if fromStdin {
-				pw, err = bufio.NewReader(cmd.InOrStdin()).ReadBytes('\n')
-				if err != nil && !errors.Is(err, io.EOF) {
-					return fmt.Errorf("create-admin: read password from stdin: %w", err)
-				}
-			} else {
-				pw, err = os.ReadFile(passwordFile) // #nosec G304 -- operator-chosen file
-				if err != nil {
-					return fmt.Errorf("create-admin: %w", err)
-				}
-			}
-			pw = bytes.TrimRight(pw, "\r\n")
-			if len(pw) < 12 {
-				return usagef("create-admin: the password must have at least 12 characters")
+			pw, err := readPassword(cmd.InOrStdin(), fromStdin, passwordFile)
+			if err != nil {
+				return err
 			}
 			cfg, err := apiConfig()
 			if err != nil {

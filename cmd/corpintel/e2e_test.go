@@ -17,8 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corpintel/corpintel/internal/stack"
 	"github.com/corpintel/corpintel/internal/testenv"
-	"github.com/corpintel/corpintel/supervisor"
+	"github.com/corpintel/corpintel/supervisor/health"
 )
 
 // The end-to-end test drives the real binary against the real Docker Engine with the
@@ -156,12 +157,12 @@ func (s *e2eStack) signalSupervisor(sig syscall.Signal) {
 	_ = s.sup.Wait()
 }
 
-func (s *e2eStack) status() (supervisor.StatusReport, error) {
+func (s *e2eStack) status() (health.StatusReport, error) {
 	out, err := s.corpintel("status", "--json")
 	if err != nil {
-		return supervisor.StatusReport{}, err
+		return health.StatusReport{}, err
 	}
-	var rep supervisor.StatusReport
+	var rep health.StatusReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		return rep, fmt.Errorf("status --json: %w: %s", err, out)
 	}
@@ -170,10 +171,10 @@ func (s *e2eStack) status() (supervisor.StatusReport, error) {
 
 // waitFor polls status until cond holds (or fails the test at the deadline, with the
 // last status and the supervisor's log).
-func (s *e2eStack) waitFor(what string, timeout time.Duration, cond func(supervisor.StatusReport) bool) supervisor.StatusReport {
+func (s *e2eStack) waitFor(what string, timeout time.Duration, cond func(health.StatusReport) bool) health.StatusReport {
 	s.t.Helper()
 	deadline := time.Now().Add(timeout)
-	var last supervisor.StatusReport
+	var last health.StatusReport
 	var lastErr error
 	for time.Now().Before(deadline) {
 		last, lastErr = s.status()
@@ -194,13 +195,13 @@ func tail(s string, n int) string {
 }
 
 // healthyWith returns a condition: everything healthy and api at n replicas.
-func healthyWith(apiReplicas int) func(supervisor.StatusReport) bool {
-	return func(r supervisor.StatusReport) bool {
+func healthyWith(apiReplicas int) func(health.StatusReport) bool {
+	return func(r health.StatusReport) bool {
 		if !r.Healthy() {
 			return false
 		}
 		for _, svc := range r.Services {
-			if svc.Service == supervisor.ServiceAPI && (svc.Desired != apiReplicas || len(svc.Containers) != apiReplicas) {
+			if svc.Service == stack.ServiceAPI && (svc.Desired != apiReplicas || len(svc.Containers) != apiReplicas) {
 				return false
 			}
 		}
@@ -209,7 +210,7 @@ func healthyWith(apiReplicas int) func(supervisor.StatusReport) bool {
 }
 
 // containers maps container name → "id startedAt" for the project's running services.
-func containers(r supervisor.StatusReport) map[string]string {
+func containers(r health.StatusReport) map[string]string {
 	m := map[string]string{}
 	for _, svc := range r.Services {
 		for _, c := range svc.Containers {
@@ -230,9 +231,9 @@ func (s *e2eStack) docker(args ...string) string {
 
 // labelled lists the project's objects of one kind (container, volume, network).
 func labelled(project, kind string) []string {
-	args := []string{kind, "ls", "-q", "--filter", "label=" + supervisor.LabelProject + "=" + project}
+	args := []string{kind, "ls", "-q", "--filter", "label=" + stack.LabelProject + "=" + project}
 	if kind == "container" {
-		args = []string{"ps", "-aq", "--filter", "label=" + supervisor.LabelProject + "=" + project}
+		args = []string{"ps", "-aq", "--filter", "label=" + stack.LabelProject + "=" + project}
 	}
 	out, _ := exec.Command("docker", args...).Output() // #nosec G204 -- test helper
 	return strings.Fields(string(out))
@@ -286,10 +287,10 @@ func TestEndToEnd(t *testing.T) {
 
 	// docker kill of the API and Redis: both replaced and healthy again.
 	before := containers(rep)
-	api1 := supervisor.ContainerName(s.project, supervisor.ServiceAPI, 1)
-	redis := supervisor.ContainerName(s.project, supervisor.ServiceRedis, 0)
+	api1 := stack.ContainerName(s.project, stack.ServiceAPI, 1)
+	redis := stack.ContainerName(s.project, stack.ServiceRedis, 0)
 	s.docker("kill", api1, redis)
-	s.waitFor("recovery after docker kill", 3*time.Minute, func(r supervisor.StatusReport) bool {
+	s.waitFor("recovery after docker kill", 3*time.Minute, func(r health.StatusReport) bool {
 		now := containers(r)
 		return healthyWith(1)(r) && now[api1] != before[api1] && now[redis] != before[redis]
 	})
@@ -309,7 +310,7 @@ func TestEndToEnd(t *testing.T) {
 	if _, err := s.corpintel("restart", "api"); err != nil {
 		t.Fatal(err)
 	}
-	rep = s.waitFor("restart api", 3*time.Minute, func(r supervisor.StatusReport) bool {
+	rep = s.waitFor("restart api", 3*time.Minute, func(r health.StatusReport) bool {
 		return healthyWith(1)(r) && containers(r)[api1] != before[api1]
 	})
 	if out, err := s.corpintel("logs", "--tail", "20", "postgres"); err != nil || !strings.Contains(out, "ready to accept connections") {
@@ -326,7 +327,7 @@ func TestEndToEnd(t *testing.T) {
 	before = containers(rep)
 	s.writeConfig("[redis]\nmemory = \"1GiB\"\n")
 	s.signalSupervisor(syscall.SIGHUP)
-	rep = s.waitFor("redis recreated after reload", 3*time.Minute, func(r supervisor.StatusReport) bool {
+	rep = s.waitFor("redis recreated after reload", 3*time.Minute, func(r health.StatusReport) bool {
 		return healthyWith(1)(r) && containers(r)[redis] != before[redis]
 	})
 	for name, id := range containers(rep) {
@@ -338,11 +339,12 @@ func TestEndToEnd(t *testing.T) {
 	// SIGKILL the supervisor and start it again: it adopts everything without restarts.
 	before = containers(rep)
 	s.signalSupervisor(syscall.SIGKILL)
-	if _, err := s.status(); err == nil {
-		t.Fatal("status answered with the supervisor killed")
+	// Without a supervisor, status still answers — from the engine, and says so.
+	if off, err := s.status(); err != nil || off.Supervisor || !off.Healthy() {
+		t.Fatalf("status with the supervisor killed: %+v %v", off, err)
 	}
 	s.startSupervisor()
-	rep = s.waitFor("adopted after restart", 2*time.Minute, func(r supervisor.StatusReport) bool {
+	rep = s.waitFor("adopted after restart", 2*time.Minute, func(r health.StatusReport) bool {
 		return healthyWith(1)(r) && !r.LastReconcile.IsZero()
 	})
 	if after := containers(rep); fmt.Sprint(after) != fmt.Sprint(before) {
@@ -353,7 +355,7 @@ func TestEndToEnd(t *testing.T) {
 	if _, err := s.corpintel("stop"); err != nil {
 		t.Fatal(err)
 	}
-	s.waitFor("stopped", time.Minute, func(r supervisor.StatusReport) bool {
+	s.waitFor("stopped", time.Minute, func(r health.StatusReport) bool {
 		for _, svc := range r.Services {
 			if svc.Running > 0 {
 				return false
@@ -368,7 +370,46 @@ func TestEndToEnd(t *testing.T) {
 	if _, err := s.corpintel("start"); err != nil {
 		t.Fatal(err)
 	}
-	s.waitFor("started again", 2*time.Minute, func(r supervisor.StatusReport) bool { return !r.Stopped && healthyWith(1)(r) })
+	s.waitFor("started again", 2*time.Minute, func(r health.StatusReport) bool { return !r.Stopped && healthyWith(1)(r) })
+
+	// The first admin comes from the CLI (a one-shot job), and can log in.
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pwFile, []byte("e2e admin password 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := s.corpintel("create-admin", "--email", "admin@e2e.example", "--password-file", pwFile); err != nil || !strings.Contains(out, "created") {
+		t.Fatalf("create-admin: %v %s", err, out)
+	}
+	login, _ := json.Marshal(map[string]string{"email": "admin@e2e.example", "password": "e2e admin password 1"})
+	resp, err = http.Post("http://127.0.0.1:"+s.port+"/api/v1/auth/login", "application/json", bytes.NewReader(login))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("login as the created admin: %s", resp.Status)
+	}
+
+	// Ctrl-C of the supervisor (as after `make run`): the stack keeps running, `stop`
+	// works without it, and the stop holds when the supervisor comes back.
+	s.signalSupervisor(syscall.SIGINT)
+	if out, err := s.corpintel("stop"); err != nil || !strings.Contains(out, "stack stopped") {
+		t.Fatalf("stop without a supervisor: %v %s", err, out)
+	}
+	if running := s.docker("ps", "-q", "--filter", "label="+stack.LabelProject+"="+s.project); running != "" {
+		t.Errorf("containers running after an offline stop: %s", running)
+	}
+	s.startSupervisor()
+	rep = s.waitFor("supervisor back, stack still stopped", time.Minute, func(r health.StatusReport) bool { return r.Supervisor && r.Stopped })
+	for _, svc := range rep.Services {
+		if svc.Running > 0 {
+			t.Errorf("%s started although the stack was stopped", svc.Service)
+		}
+	}
+	if _, err := s.corpintel("start"); err != nil {
+		t.Fatal(err)
+	}
+	s.waitFor("started after the offline stop", 2*time.Minute, func(r health.StatusReport) bool { return !r.Stopped && healthyWith(1)(r) })
 	s.signalSupervisor(syscall.SIGTERM)
 	if code := s.sup.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("supervisor exit status %d after SIGTERM", code)

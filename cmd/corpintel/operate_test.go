@@ -11,8 +11,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/corpintel/corpintel/supervisor"
+	"github.com/corpintel/corpintel/supervisor/health"
+	"github.com/corpintel/corpintel/supervisor/localapi"
+	"github.com/corpintel/corpintel/supervisor/state"
 )
 
 // fakeOps stands in for a running supervisor behind the real local API.
@@ -21,11 +24,12 @@ type fakeOps struct {
 	restart  string
 	stopped  bool
 	started  bool
-	lastLogs supervisor.LogOptions
+	lastLogs localapi.LogOptions
+	admin    string
 }
 
-func (f *fakeOps) Status(context.Context) (supervisor.StatusReport, error) {
-	return supervisor.StatusReport{Project: "p", Listen: "127.0.0.1:8000", Services: []supervisor.ServiceStatus{
+func (f *fakeOps) Status(context.Context) (health.StatusReport, error) {
+	return health.StatusReport{Project: "p", Listen: "127.0.0.1:8000", Services: []health.ServiceStatus{
 		{Service: "postgres", Desired: 1, Running: 1, Healthy: 1, State: "running", Health: "healthy", Image: "corpintel/postgres:15"},
 	}}, nil
 }
@@ -37,7 +41,7 @@ func (f *fakeOps) Scale(_ context.Context, svc string, n int) error {
 
 func (f *fakeOps) Restart(_ context.Context, svc string) error {
 	if svc == "minio" {
-		return &supervisor.RequestError{Msg: "minio is busy"}
+		return &localapi.RequestError{Msg: "minio is busy"}
 	}
 	f.restart = svc
 	return nil
@@ -47,7 +51,12 @@ func (f *fakeOps) Stop(context.Context) error { f.stopped = true; return nil }
 
 func (f *fakeOps) Start(context.Context) error { f.started = true; return nil }
 
-func (f *fakeOps) Logs(_ context.Context, svc string, o supervisor.LogOptions, w io.Writer) error {
+func (f *fakeOps) CreateAdmin(_ context.Context, email string, pw []byte) error {
+	f.admin = email + ":" + string(pw)
+	return nil
+}
+
+func (f *fakeOps) Logs(_ context.Context, svc string, o localapi.LogOptions, w io.Writer) error {
 	f.lastLogs = o
 	_, err := io.WriteString(w, svc+" log line\n")
 	return err
@@ -56,12 +65,12 @@ func (f *fakeOps) Logs(_ context.Context, svc string, o supervisor.LogOptions, w
 func startFakeSupervisor(t *testing.T) (*fakeOps, string) {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "s.sock")
-	ln, err := supervisor.ListenLocalAPI(sock)
+	ln, err := localapi.Listen(sock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ops := &fakeOps{}
-	srv := &http.Server{Handler: supervisor.NewLocalAPIHandler(ops, slog.New(slog.DiscardHandler))}
+	srv := &http.Server{Handler: localapi.NewHandler(ops, slog.New(slog.DiscardHandler))}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return ops, sock
@@ -70,6 +79,10 @@ func startFakeSupervisor(t *testing.T) (*fakeOps, string) {
 func TestClientVerbs(t *testing.T) {
 	ops, sock := startFakeSupervisor(t)
 	missing := filepath.Join(t.TempDir(), "none.sock")
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	shortFile := filepath.Join(t.TempDir(), "short")
+	_ = os.WriteFile(pwFile, []byte("correct horse battery\n"), 0o600)
+	_ = os.WriteFile(shortFile, []byte("short\n"), 0o600)
 	cases := []struct {
 		args    []string
 		code    int
@@ -78,7 +91,6 @@ func TestClientVerbs(t *testing.T) {
 	}{
 		{[]string{"status", "--socket", sock}, 0, "postgres  1/1", ""},
 		{[]string{"status", "--json", "--socket", sock}, 0, `"project": "p"`, ""},
-		{[]string{"status", "--socket", missing}, 1, "", "start it with `corpintel supervisor`"},
 		{[]string{"scale", "api=3", "--socket", sock}, 0, "api scaled to 3", ""},
 		{[]string{"scale", "api=17", "--socket", sock}, 2, "", "between 0 and 16"},
 		{[]string{"scale", "api=-1", "--socket", sock}, 2, "", "between 0 and 16"},
@@ -92,6 +104,11 @@ func TestClientVerbs(t *testing.T) {
 		{[]string{"logs", "nope", "--socket", sock}, 2, "", "unknown service"},
 		{[]string{"stop", "--socket", sock}, 0, "stack stopped", ""},
 		{[]string{"start", "--socket", sock}, 0, "stack started", ""},
+		{[]string{"create-admin", "--email", "a@b.c", "--password-file", pwFile, "--socket", sock}, 0, "admin a@b.c created", ""},
+		{[]string{"create-admin", "--email", "a@b.c", "--socket", sock}, 2, "", "exactly one of --password-stdin or --password-file"},
+		{[]string{"create-admin", "--password-stdin", "--socket", sock}, 2, "", "--email is required"},
+		{[]string{"create-admin", "--email", "a@b.c", "--password-file", shortFile, "--socket", sock}, 2, "", "at least 12 characters"},
+		{[]string{"create-admin", "--email", "a@b.c", "--password-file", missing, "--socket", sock}, 1, "", "read the password"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
@@ -104,7 +121,7 @@ func TestClientVerbs(t *testing.T) {
 			}
 		})
 	}
-	if ops.scaled != "api=3" || ops.restart != "redis" || !ops.stopped || !ops.started || ops.lastLogs.Tail != 5 {
+	if ops.scaled != "api=3" || ops.restart != "redis" || !ops.stopped || !ops.started || ops.lastLogs.Tail != 5 || ops.admin != "a@b.c:correct horse battery" {
 		t.Errorf("supervisor saw %+v", ops)
 	}
 }
@@ -204,5 +221,55 @@ func TestNewLogger(t *testing.T) {
 	}
 	if isTerminal(os.NewFile(^uintptr(0), "bad")) {
 		t.Error("invalid file judged a terminal")
+	}
+}
+
+// Without a supervisor, status and stop run the supervisor's own code against the
+// engine; when that is unreachable too, both reasons are given.
+func TestStatusWithoutSupervisorOrEngine(t *testing.T) {
+	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(t.TempDir(), "no-docker.sock"))
+	missing := filepath.Join(t.TempDir(), "none.sock")
+	for _, verb := range []string{"status", "stop"} {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), []string{verb, "--socket", missing, "--project", "cit-offline"}, &out, &errb)
+		if code != 1 || !strings.Contains(errb.String(), "start it with `corpintel supervisor`") || !strings.Contains(errb.String(), "cannot reach the Docker Engine") {
+			t.Errorf("%s: exit %d, stderr %q", verb, code, errb.String())
+		}
+	}
+}
+
+func TestStatusTable(t *testing.T) {
+	now := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	r := health.StatusReport{Project: "p", Listen: "127.0.0.1:8000", Stopped: true, Services: []health.ServiceStatus{
+		{Service: "api", Desired: 2, Running: 1, Healthy: 1, State: "backoff", StartedAt: now.Add(-3 * time.Hour), Restarts: 4,
+			Backoff: "exited (exit code 1)", NextAttempt: now.Add(20 * time.Second)},
+		{Service: "postgres", Desired: 1, Running: 1, Healthy: 1, State: "held", Held: "owned by backup #3"},
+	}, Operation: &state.Operation{ID: 3, Kind: "backup", StartedAt: now.Add(-time.Minute), Services: []string{"postgres"}, Steps: []state.OpStep{{Name: "dump"}}},
+		Interrupted: []state.Operation{{ID: 2, Kind: "restore", Error: "interrupted: the supervisor stopped during step copy"}}}
+	var b bytes.Buffer
+	if err := writeStatusTable(&b, r, now); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"3h00m", "next attempt at 2026-12-06T10:00:20Z (in 20s)", "postgres: held: owned by backup #3",
+		"Operation: backup #3 running since", "step dump", "Interrupted: restore #2", "No supervisor is running", "corpintel start", "API: http://127.0.0.1:8000"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	if err := writeStatusJSON(&b, r); err != nil || !strings.Contains(b.String(), `"service": "api"`) {
+		t.Errorf("json %s %v", b.String(), err)
+	}
+	durations := map[time.Duration]string{5 * time.Second: "5s", 90 * time.Second: "1m30s", 25 * time.Hour: "25h00m", 73 * time.Hour: "3d01h"}
+	for d, want := range durations {
+		if got := humanDuration(d); got != want {
+			t.Errorf("humanDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+	sizes := map[uint64]string{512: "512 B", 1536: "1.5 KiB", 300 << 20: "300.0 MiB", 3 << 30: "3.0 GiB"}
+	for n, want := range sizes {
+		if got := humanBytes(n); got != want {
+			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
+		}
 	}
 }

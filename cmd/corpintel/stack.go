@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 
 	"github.com/corpintel/corpintel/internal/config"
@@ -11,35 +12,40 @@ import (
 	"github.com/corpintel/corpintel/supervisor/state"
 )
 
-// stackFactory builds reconcilers over one engine connection and one state store, so
-// that a reload (SIGHUP) swaps the config without reopening either.
-type stackFactory struct {
-	eng   *docker.Client
-	store *state.Store
-	log   *slog.Logger
-}
-
-func openStackFactory(ctx context.Context, cfg *config.Config, log *slog.Logger) (*stackFactory, error) {
+// openBackends connects to the Docker Engine (DOCKER_HOST or the local socket) and
+// opens the state store of the config's project: what the supervisor runs on, and what
+// `status` and `stop` use when no supervisor answers.
+func openBackends(ctx context.Context, cfg *config.Config) (*docker.Client, *state.Store, error) {
 	eng, err := docker.New(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	store, err := state.Open(ctx, cfg.StateDir)
 	if err != nil {
 		_ = eng.Close()
-		return nil, fmt.Errorf("state store in %s: %w", cfg.StateDir, err)
+		return nil, nil, fmt.Errorf("state store in %s: %w", cfg.StateDir, err)
 	}
-	return &stackFactory{eng: eng, store: store, log: log}, nil
+	return eng, store, nil
 }
 
-func (f *stackFactory) build(cfg *config.Config) (supervisor.Stack, error) {
-	return supervisor.NewReconciler(cfg, f.eng, f.store, f.log)
+// offline is the supervisor's own code run by the CLI, straight against the engine,
+// for the verbs that must work while no supervisor runs (status, stop): the same
+// observation, the same plans, the same state store.
+type offline struct {
+	*supervisor.Daemon
+	close func()
 }
 
-func (f *stackFactory) Close() error {
-	err := f.store.Close()
-	if cerr := f.eng.Close(); err == nil {
-		err = cerr
+func openOffline(ctx context.Context, cfg *config.Config, stderr io.Writer) (*offline, error) {
+	eng, store, err := openBackends(ctx, cfg)
+	if err != nil {
+		return nil, err
 	}
-	return err
+	d, err := supervisor.New(supervisor.Options{Config: cfg, Engine: eng, Store: store, Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		store.Close()
+		eng.Close()
+		return nil, err
+	}
+	return &offline{Daemon: d, close: func() { store.Close(); eng.Close() }}, nil
 }

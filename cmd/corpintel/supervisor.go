@@ -2,18 +2,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/corpintel/corpintel/internal/config"
 	"github.com/corpintel/corpintel/supervisor"
-	"github.com/docker/docker/client"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
@@ -89,58 +86,25 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
-// newDockerClient connects to the engine named by DOCKER_HOST (default the local
-// socket), negotiating the API version, and checks that it answers.
-func newDockerClient(ctx context.Context) (*client.Client, error) {
-	c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
-	if err != nil {
-		return nil, fmt.Errorf("docker client: %w", err)
-	}
-	if _, err := c.Ping(ctx); err != nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("cannot reach the Docker Engine at %s — is dockerd running? (`systemctl start docker`, or set DOCKER_HOST): %w", c.DaemonHost(), err)
-	}
-	return c, nil
-}
-
 func runSupervisor(ctx context.Context, flags *configFlags, stdout, stderr io.Writer) error {
 	cfg, err := flags.load(stderr)
 	if err != nil {
 		return err
 	}
 	log := newLogger(stderr, cfg.LogLevel)
-	dc, err := newDockerClient(ctx)
+	eng, store, err := openBackends(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer dc.Close()
-
-	stacks, err := openStackFactory(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer stacks.Close()
-	stack, err := stacks.build(cfg)
-	if err != nil {
-		return err
-	}
+	defer eng.Close()
+	defer store.Close()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	d, err := supervisor.NewDaemon(supervisor.Options{
-		Project: cfg.Project, Profile: cfg.Profile, Listen: cfg.Listen, Socket: cfg.Socket,
-		Docker: dc, Stack: stack, Hangup: hup, Log: log,
-		Reload: func() (supervisor.Stack, error) {
-			next, err := flags.load(stderr)
-			if err != nil {
-				return nil, err
-			}
-			if next.Project != cfg.Project || next.Listen != cfg.Listen || next.Socket != cfg.Socket {
-				return nil, errors.New("project, listen and socket cannot change on reload; restart the supervisor")
-			}
-			return stacks.build(next)
-		},
+	d, err := supervisor.New(supervisor.Options{
+		Config: cfg, Engine: eng, Store: store, Log: log, Hangup: hup,
+		Reload: func() (*config.Config, error) { return flags.load(stderr) },
 		Ready: func(apiURL string) {
 			fmt.Fprintf(stdout, "API: %s (health: /health)\nCLI socket: %s\n", apiURL, cfg.Socket)
 		},
@@ -150,6 +114,3 @@ func runSupervisor(ctx context.Context, flags *configFlags, stdout, stderr io.Wr
 	}
 	return d.Run(ctx)
 }
-
-// serviceList renders the valid service names for error messages.
-func serviceList() string { return strings.Join(supervisor.Services, ", ") }

@@ -31,8 +31,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/corpintel/corpintel/internal/stack"
 )
 
 // DefaultPath is read when no --config is given; its absence means "all defaults".
@@ -42,7 +44,7 @@ const DefaultPath = "/etc/corpintel/corpintel.toml"
 const DefaultProject = "corporate-intel"
 
 // MaxReplicas bounds api.replicas and `scale api=N`.
-const MaxReplicas = 16
+const MaxReplicas = stack.MaxScale
 
 // EnvPrefix starts every environment override.
 const EnvPrefix = "CORPINTEL_"
@@ -59,7 +61,8 @@ type Config struct {
 	Profile string `toml:"profile"`
 	// Project prefixes every engine-wide and host-wide name.
 	Project string `toml:"project"`
-	// Listen is the supervisor's loopback HTTP address that proxies to the API.
+	// Listen is the supervisor's loopback HTTP address that proxies to the API. It must
+	// be a loopback address: it serves plain HTTP without the edge's TLS and rate limit.
 	Listen string `toml:"listen"`
 	// Socket is the local API's unix socket (default /run/corpintel/<project>.sock).
 	Socket string `toml:"socket"`
@@ -100,6 +103,9 @@ type API struct {
 	JWTIssuer      string   `toml:"jwt_issuer"`
 	JWTAudience    string   `toml:"jwt_audience"`
 	OTLPEndpoint   string   `toml:"otlp_endpoint"`
+	// MigrateTimeout bounds the migrate job that runs before API replicas start (a
+	// migration past it is stopped and reported, and the next pass tries again).
+	MigrateTimeout Duration `toml:"migrate_timeout"`
 }
 
 // Postgres configures PostgreSQL. Zero sizes are derived from the memory limit.
@@ -154,6 +160,7 @@ func Default(profile string) *Config {
 			UploadMaxBytes: 100 << 20,
 			JWTIssuer:      "corpintel",
 			JWTAudience:    "corpintel-api",
+			MigrateTimeout: Duration(10 * time.Minute),
 		},
 		Postgres: Postgres{
 			Resources:                  Resources{Image: "corpintel/postgres:15", CPUs: 2, Memory: 4 * GiB},
@@ -250,10 +257,10 @@ func Load(opts Options) (*Config, []string, error) {
 // fillDerived sets the names that derive from the project when left empty.
 func (c *Config) fillDerived() {
 	if c.StateDir == "" {
-		c.StateDir = filepath.Join("/var/lib/corpintel", c.Project)
+		c.StateDir = stack.StateDir(c.Project)
 	}
 	if c.Socket == "" {
-		c.Socket = filepath.Join("/run/corpintel", c.Project+".sock")
+		c.Socket = stack.SocketPath(c.Project)
 	}
 }
 
@@ -469,6 +476,14 @@ var (
 	redisMaxFrac = 0.70
 )
 
+// systemDirs are directories a state_dir must never be: the state dir is chmodded
+// 0700 and filled with secrets.
+var systemDirs = []string{"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/media", "/mnt", "/opt",
+	"/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/usr/bin", "/usr/lib", "/usr/local", "/usr/sbin", "/var",
+	"/var/lib", "/var/log", "/var/run", "/var/tmp", "/var/cache", "/var/spool", "/var/lib/docker"}
+
+func systemDir(dir string) bool { return slices.Contains(systemDirs, filepath.Clean(dir)) }
+
 func (c *Config) validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
@@ -485,20 +500,31 @@ func (c *Config) validate() error {
 		bad("listen", "must be host:port, got %q", c.Listen)
 	} else if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
 		bad("listen", "port must be 1…65535, got %q", port)
-	} else if host != "" && net.ParseIP(host) == nil && host != "localhost" {
-		bad("listen", "host must be an IP address or localhost, got %q", host)
+	} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		bad("listen", "must be a loopback address such as 127.0.0.1:8000 (it serves plain HTTP without TLS or rate limit; public traffic goes through the edge), got %q", c.Listen)
 	}
 	if !filepath.IsAbs(c.Socket) {
 		bad("socket", "must be an absolute path, got %q", c.Socket)
 	}
 	if !filepath.IsAbs(c.StateDir) {
 		bad("state_dir", "must be an absolute path, got %q", c.StateDir)
+	} else if systemDir(c.StateDir) {
+		bad("state_dir", "must be a directory of its own (it is made root-only, mode 0700), not the system directory %q; the default is %s", c.StateDir, stack.StateDir(c.Project))
 	}
 	if !slices.Contains(logLevels, c.LogLevel) {
 		bad("log_level", "must be one of %s, got %q", strings.Join(logLevels, ", "), c.LogLevel)
 	}
 	if c.API.Replicas < 0 || c.API.Replicas > MaxReplicas {
 		bad("api.replicas", "must be 0…%d, got %d", MaxReplicas, c.API.Replicas)
+	}
+	if strings.TrimSpace(c.API.JWTIssuer) == "" {
+		bad("api.jwt_issuer", "must not be empty (the API refuses to start without a token issuer); the default is %q", "corpintel")
+	}
+	if strings.TrimSpace(c.API.JWTAudience) == "" {
+		bad("api.jwt_audience", "must not be empty (the API refuses to start without a token audience); the default is %q", "corpintel-api")
+	}
+	if c.API.MigrateTimeout < Duration(time.Minute) || c.API.MigrateTimeout > Duration(24*time.Hour) {
+		bad("api.migrate_timeout", "must be between 1m and 24h, got %s", c.API.MigrateTimeout)
 	}
 	if c.API.UploadMaxBytes <= 0 {
 		bad("api.upload_max_bytes", "must be > 0, got %d", c.API.UploadMaxBytes)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Error is a configuration problem: which file (or "environment"), which key, what is
@@ -90,3 +91,22 @@ func (b ByteSize) PG() string {
 		return fmt.Sprintf("%dkB", b/KiB)
 	}
 }
+
+// Duration is a time span written as Go writes durations ("90s", "10m", "1h30m").
+type Duration time.Duration
+
+// UnmarshalText parses "10m", "90s", "1h".
+func (d *Duration) UnmarshalText(text []byte) error {
+	v, err := time.ParseDuration(strings.TrimSpace(string(text)))
+	if err != nil {
+		return fmt.Errorf("must be a duration like 90s, 10m or 1h, got %q", text)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes the String form.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// String prints the duration as Go does ("10m0s").
+func (d Duration) String() string { return time.Duration(d).String() }

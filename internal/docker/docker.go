@@ -148,10 +148,15 @@ type Container struct {
 	OOMKilled    bool
 	Error        string
 	RestartCount int
-	StartedAt    time.Time
-	FinishedAt   time.Time
-	IPs          map[string]string // network name → IPv4 address
-	Env          []string
+	// Pid is the host pid of the container's first process (0 when not running).
+	Pid        int
+	StartedAt  time.Time
+	FinishedAt time.Time
+	IPs        map[string]string // network name → IPv4 address
+	Env        []string
+	// Mounts are the container's mounts as the engine reports them (bind sources are
+	// host paths).
+	Mounts []Mount
 }
 
 // HealthResult is one health probe run.
@@ -315,7 +320,7 @@ func (c *Client) InspectContainer(ctx context.Context, id string) (Container, er
 		ct.Image, ct.Labels, ct.Env = r.Config.Image, r.Config.Labels, r.Config.Env
 	}
 	if s := r.State; s != nil {
-		ct.State, ct.ExitCode, ct.OOMKilled, ct.Error = string(s.Status), s.ExitCode, s.OOMKilled, s.Error
+		ct.State, ct.ExitCode, ct.OOMKilled, ct.Error, ct.Pid = string(s.Status), s.ExitCode, s.OOMKilled, s.Error, s.Pid
 		ct.StartedAt, _ = time.Parse(time.RFC3339Nano, s.StartedAt)
 		ct.FinishedAt, _ = time.Parse(time.RFC3339Nano, s.FinishedAt)
 		if h := s.Health; h != nil {
@@ -324,6 +329,13 @@ func (c *Client) InspectContainer(ctx context.Context, id string) (Container, er
 				ct.HealthLog = append(ct.HealthLog, HealthResult{Start: l.Start, ExitCode: l.ExitCode, Output: l.Output})
 			}
 		}
+	}
+	for _, m := range r.Mounts {
+		src := m.Source
+		if m.Type == mount.TypeVolume {
+			src = m.Name
+		}
+		ct.Mounts = append(ct.Mounts, Mount{Type: string(m.Type), Source: src, Target: m.Destination, ReadOnly: !m.RW})
 	}
 	if r.NetworkSettings != nil {
 		for name, ep := range r.NetworkSettings.Networks {
@@ -450,11 +462,17 @@ type Event struct {
 	Time        time.Time
 }
 
-// Events streams container events for objects carrying the labels until ctx ends.
-// The error channel receives one error (or ctx's) when the stream stops.
-func (c *Client) Events(ctx context.Context, labels map[string]string) (<-chan Event, <-chan error) {
+// Events streams container events for objects carrying the labels until ctx ends,
+// limited to the given actions when any are named (start, die, destroy, oom,
+// health_status, …; exec_* events of health checks are never wanted by callers, so
+// naming actions keeps the stream quiet). The error channel receives one error (or
+// ctx's) when the stream stops.
+func (c *Client) Events(ctx context.Context, labels map[string]string, actions ...string) (<-chan Event, <-chan error) {
 	f := labelFilter(labels)
 	f.Add("type", string(events.ContainerEventType))
+	for _, a := range actions {
+		f.Add("event", a)
+	}
 	msgs, errs := c.api.Events(ctx, events.ListOptions{Filters: f})
 	out := make(chan Event)
 	errc := make(chan error, 1)
@@ -484,44 +502,142 @@ func (c *Client) Events(ctx context.Context, labels map[string]string) (<-chan E
 	return out, errc
 }
 
-// Stats is a one-shot resource sample.
-type Stats struct {
-	CPUPercent  float64 // of one core ×100 per core (docker stats semantics)
-	MemoryUsage int64   // bytes, without page cache
-	MemoryLimit int64
+// Usage is one reading of a container's resource counters; a CPU rate needs two
+// readings (see CPUPercent), which is what the caller keeps between calls.
+type Usage struct {
+	At time.Time
+	// CPUTotal and SystemTotal are cumulative nanoseconds (container and host).
+	CPUTotal, SystemTotal uint64
+	OnlineCPUs            uint32
+	// MemoryUsage excludes the inactive page cache, as `docker stats` shows it.
+	MemoryUsage, MemoryLimit uint64
 }
 
-// Stats samples a running container's CPU and memory (takes about a second: the
-// engine needs two samples for a CPU rate).
-func (c *Client) Stats(ctx context.Context, id string) (Stats, error) {
-	r, err := c.api.ContainerStats(ctx, id, false)
+// Usage reads a running container's counters once, without waiting for the engine's
+// second sample (the one-shot stats endpoint).
+func (c *Client) Usage(ctx context.Context, id string) (Usage, error) {
+	r, err := c.api.ContainerStatsOneShot(ctx, id)
 	if err != nil {
-		return Stats{}, c.wrap(err, "stats of container %s", id)
+		return Usage{}, c.wrap(err, "stats of container %s", id)
 	}
 	defer r.Body.Close()
 	var s container.StatsResponse
 	if err := json.NewDecoder(bufio.NewReader(r.Body)).Decode(&s); err != nil {
-		return Stats{}, fmt.Errorf("decode stats of container %s: %w", id, err)
+		return Usage{}, fmt.Errorf("decode stats of container %s: %w", id, err)
 	}
-	return statsFrom(s), nil
+	u := Usage{At: s.Read, CPUTotal: s.CPUStats.CPUUsage.TotalUsage, SystemTotal: s.CPUStats.SystemUsage,
+		OnlineCPUs: s.CPUStats.OnlineCPUs, MemoryUsage: s.MemoryStats.Usage, MemoryLimit: s.MemoryStats.Limit}
+	for _, k := range []string{"inactive_file", "total_inactive_file"} {
+		if v, ok := s.MemoryStats.Stats[k]; ok && v < s.MemoryStats.Usage {
+			u.MemoryUsage = s.MemoryStats.Usage - v
+			break
+		}
+	}
+	return u, nil
 }
 
-func statsFrom(s container.StatsResponse) Stats {
-	out := Stats{MemoryUsage: int64(s.MemoryStats.Usage), MemoryLimit: int64(s.MemoryStats.Limit)}
-	// Same as the docker CLI: subtract the inactive page cache (cgroup v2) or cache (v1).
-	if v, ok := s.MemoryStats.Stats["inactive_file"]; ok && v < s.MemoryStats.Usage {
-		out.MemoryUsage -= int64(v)
-	} else if v, ok := s.MemoryStats.Stats["total_inactive_file"]; ok && v < s.MemoryStats.Usage {
-		out.MemoryUsage -= int64(v)
+// CPUPercent is the CPU use between two readings as `docker stats` computes it
+// (container delta over host delta, times the CPUs: 100 per busy core); 0 when the
+// readings do not allow a rate (first reading, counters reset).
+func CPUPercent(prev, cur Usage) float64 {
+	if cur.CPUTotal < prev.CPUTotal || cur.SystemTotal <= prev.SystemTotal {
+		return 0
 	}
-	cpuDelta := float64(s.CPUStats.CPUUsage.TotalUsage) - float64(s.PreCPUStats.CPUUsage.TotalUsage)
-	sysDelta := float64(s.CPUStats.SystemUsage) - float64(s.PreCPUStats.SystemUsage)
-	cpus := float64(s.CPUStats.OnlineCPUs)
+	cpus := float64(cur.OnlineCPUs)
 	if cpus == 0 {
-		cpus = float64(len(s.CPUStats.CPUUsage.PercpuUsage))
+		cpus = 1
 	}
-	if sysDelta > 0 && cpuDelta > 0 {
-		out.CPUPercent = cpuDelta / sysDelta * cpus * 100
-	}
-	return out
+	return float64(cur.CPUTotal-prev.CPUTotal) / float64(cur.SystemTotal-prev.SystemTotal) * cpus * 100
 }
+
+// ExecRequest is a command to run inside a running container.
+type ExecRequest struct {
+	Cmd  []string
+	Env  []string // never secret values: they show in `docker inspect` of the exec
+	User string
+	// Stdin, when set, is copied to the command's standard input, which is closed at
+	// its end.
+	Stdin io.Reader
+}
+
+// Exec is a command running inside a container: Stdout streams its standard output
+// as it comes (nothing is buffered inside the container or here beyond a pipe), and
+// Wait returns its exit code and the tail of its standard error once it ended.
+type Exec struct {
+	Stdout io.ReadCloser
+	done   chan struct{}
+	code   int
+	stderr tailBuffer
+	err    error
+}
+
+// Wait waits for the command to end (read Stdout to its end first, or close it) and
+// returns its exit code and the last KiB of its standard error.
+func (e *Exec) Wait() (exitCode int, stderr string, err error) {
+	<-e.done
+	return e.code, e.stderr.String(), e.err
+}
+
+// Exec starts a command in a running container and streams its output through the
+// Docker API.
+func (c *Client) Exec(ctx context.Context, id string, r ExecRequest) (*Exec, error) {
+	created, err := c.api.ContainerExecCreate(ctx, id, container.ExecOptions{
+		Cmd: r.Cmd, Env: r.Env, User: r.User, AttachStdout: true, AttachStderr: true, AttachStdin: r.Stdin != nil,
+	})
+	if err != nil {
+		return nil, c.wrap(err, "exec in container %s", id)
+	}
+	hj, err := c.api.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{})
+	if err != nil {
+		return nil, c.wrap(err, "attach to exec in container %s", id)
+	}
+	pr, pw := io.Pipe()
+	e := &Exec{Stdout: pr, done: make(chan struct{}), stderr: tailBuffer{max: 1 << 10}}
+	if r.Stdin != nil {
+		go func() {
+			_, _ = io.Copy(hj.Conn, r.Stdin)
+			_ = hj.CloseWrite()
+		}()
+	}
+	go func() {
+		defer close(e.done)
+		defer hj.Close()
+		_, cerr := stdcopy.StdCopy(pw, &e.stderr, hj.Reader)
+		_ = pw.CloseWithError(cerr)
+		if cerr != nil && !errors.Is(cerr, io.ErrClosedPipe) {
+			e.err = fmt.Errorf("exec in container %s: stream: %w", id, cerr)
+		}
+		// The exit code is known once the output ended; inspect with a fresh context
+		// so that a cancelled read still learns how the command ended.
+		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		in, ierr := c.api.ContainerExecInspect(ictx, created.ID)
+		if ierr != nil {
+			e.err = errors.Join(e.err, c.wrap(ierr, "inspect exec in container %s", id))
+			e.code = -1
+			return
+		}
+		e.code = in.ExitCode
+		if in.Running {
+			e.code = -1
+			e.err = errors.Join(e.err, fmt.Errorf("exec in container %s: output closed while the command still runs", id))
+		}
+	}()
+	return e, nil
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = t.buf[over:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return string(t.buf) }

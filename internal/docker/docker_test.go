@@ -5,12 +5,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/corpintel/corpintel/internal/testenv"
-	"github.com/docker/docker/api/types/container"
 )
 
 func TestUnreachableEngine(t *testing.T) {
@@ -21,22 +21,27 @@ func TestUnreachableEngine(t *testing.T) {
 	}
 }
 
-func TestStatsFrom(t *testing.T) {
-	var s container.StatsResponse
-	s.MemoryStats.Usage, s.MemoryStats.Limit = 100<<20, 1<<30
-	s.MemoryStats.Stats = map[string]uint64{"inactive_file": 20 << 20}
-	s.CPUStats.CPUUsage.TotalUsage, s.PreCPUStats.CPUUsage.TotalUsage = 2e9, 1e9
-	s.CPUStats.SystemUsage, s.PreCPUStats.SystemUsage = 20e9, 10e9
-	s.CPUStats.OnlineCPUs = 2
-	got := statsFrom(s)
-	if got.MemoryUsage != 80<<20 || got.MemoryLimit != 1<<30 || got.CPUPercent != 20 {
-		t.Errorf("stats = %+v", got)
+func TestCPUPercent(t *testing.T) {
+	prev := Usage{CPUTotal: 1e9, SystemTotal: 10e9, OnlineCPUs: 2}
+	cur := Usage{CPUTotal: 2e9, SystemTotal: 20e9, OnlineCPUs: 2}
+	if got := CPUPercent(prev, cur); got != 20 {
+		t.Errorf("CPUPercent = %v", got)
 	}
-	s.MemoryStats.Stats = map[string]uint64{"total_inactive_file": 50 << 20}
-	s.CPUStats.OnlineCPUs = 0
-	s.CPUStats.CPUUsage.PercpuUsage = []uint64{1, 2, 3, 4}
-	if got := statsFrom(s); got.MemoryUsage != 50<<20 || got.CPUPercent != 40 {
-		t.Errorf("cgroup v1 stats = %+v", got)
+	cur.OnlineCPUs = 0
+	if got := CPUPercent(prev, cur); got != 10 {
+		t.Errorf("CPUPercent without CPU count = %v", got)
+	}
+	if got := CPUPercent(cur, prev); got != 0 { // counters went back (new container)
+		t.Errorf("CPUPercent after reset = %v", got)
+	}
+}
+
+func TestTailBuffer(t *testing.T) {
+	b := tailBuffer{max: 4}
+	_, _ = b.Write([]byte("abc"))
+	_, _ = b.Write([]byte("defg"))
+	if b.String() != "defg" {
+		t.Errorf("tail %q", b.String())
 	}
 }
 
@@ -89,7 +94,7 @@ func TestEngine(t *testing.T) {
 	}
 
 	evctx, evcancel := context.WithCancel(ctx)
-	events, evErr := c.Events(evctx, labels)
+	events, evErr := c.Events(evctx, labels, "start", "die")
 
 	id, err := c.CreateContainer(ctx, CreateRequest{
 		Name: name, Image: testImage, Cmd: []string{"sh", "-c", "echo out; echo err >&2; exec sleep 60"},
@@ -145,8 +150,24 @@ func TestEngine(t *testing.T) {
 	if err := c.FollowLogs(ctx, id, "all", false, false, &stdout, &stderr); err != nil || stdout.String() != "out\n" || stderr.String() != "err\n" {
 		t.Errorf("FollowLogs %q %q %v", stdout.String(), stderr.String(), err)
 	}
-	if st, err := c.Stats(ctx, id); err != nil || st.MemoryLimit != 64<<20 {
-		t.Errorf("stats %+v %v", st, err)
+	if u, err := c.Usage(ctx, id); err != nil || u.MemoryLimit != 64<<20 || u.CPUTotal == 0 || u.MemoryUsage == 0 {
+		t.Errorf("usage %+v %v", u, err)
+	}
+	if len(ct.Mounts) != 1 || ct.Mounts[0].Type != "volume" || ct.Mounts[0].Source != name || ct.Mounts[0].Target != "/data" || ct.Mounts[0].ReadOnly {
+		t.Errorf("mounts %+v", ct.Mounts)
+	}
+	// Exec streams stdout, keeps stderr's tail, reports the exit code, feeds stdin.
+	x, err := c.Exec(ctx, id, ExecRequest{Cmd: []string{"sh", "-c", "head -c 300000 /dev/zero; cat; echo oops >&2; exit 3"}, Stdin: strings.NewReader("tail")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, rerr := io.ReadAll(x.Stdout)
+	code, errTail, werr := x.Wait()
+	if rerr != nil || werr != nil || len(out) != 300004 || string(out[300000:]) != "tail" || code != 3 || errTail != "oops\n" {
+		t.Errorf("exec: %d bytes, %q, code %d, stderr %q, %v %v", len(out), out[max(0, len(out)-4):], code, errTail, rerr, werr)
+	}
+	if _, err := c.Exec(ctx, "no-such-container-x", ExecRequest{Cmd: []string{"true"}}); !IsNotFound(err) {
+		t.Errorf("exec in missing container: %v", err)
 	}
 	if cs, err := c.ListContainers(ctx, labels); err != nil || len(cs) != 1 {
 		t.Errorf("list %d %v", len(cs), err)
@@ -180,8 +201,8 @@ func TestEngine(t *testing.T) {
 	if _, err := c.Logs(ctx, id, "1"); !IsNotFound(err) {
 		t.Errorf("logs removed: %v", err)
 	}
-	if _, err := c.Stats(ctx, id); !IsNotFound(err) {
-		t.Errorf("stats removed: %v", err)
+	if _, err := c.Usage(ctx, id); !IsNotFound(err) {
+		t.Errorf("usage removed: %v", err)
 	}
 	if _, err := c.WaitContainer(ctx, id); !IsNotFound(err) {
 		t.Errorf("wait removed: %v", err)
