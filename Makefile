@@ -25,12 +25,17 @@ REV     ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Revision=$(REV)
 
 # --- setup -----------------------------------------------------------------------------
-.PHONY: help deps
+.PHONY: help deps deps-run
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-deps: ## install missing apt packages and Go tools (idempotent; ~1 s when warm)
-	scripts/install-deps.sh
+# Two sets (scripts/install-deps.sh): `make run` needs only debootstrap and the MinIO
+# binary; tests and lint add the test servers, benchmark and lint tools.
+deps: ## install everything tests, lint and running need (idempotent; ~1 s when warm)
+	scripts/install-deps.sh all
+
+deps-run: ## install only what building the images and running needs (no lint or test tools)
+	scripts/install-deps.sh run
 
 # --- build -----------------------------------------------------------------------------
 .PHONY: bin
@@ -39,7 +44,7 @@ bin: ## static binary bin/corpintel
 
 # --- images ----------------------------------------------------------------------------
 .PHONY: images images-test
-images: deps bin ## build the stack images (skips unchanged ones; see images/README.md)
+images: deps-run bin ## build the stack images (skips unchanged ones; see images/README.md)
 	VERSION='$(VERSION)' REVISION='$(REV)' images/build.sh
 
 images-test: images ## smoke-test the images against the Docker Engine

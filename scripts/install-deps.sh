@@ -1,5 +1,11 @@
 #!/usr/bin/env bash
-# install-deps.sh — install what corpintel's build, tests and images need, idempotently.
+# install-deps.sh [run|all] — install what corpintel needs, idempotently.
+#
+#   run   only what building the images and running the stack needs (`make run` and
+#         `make images` through `make deps-run`): the apt packages in RUN_APT_PACKAGES
+#         and the MinIO server binary. No lint tools, no test servers.
+#   all   (default; `make deps`, hence `make test` and `make lint`) everything: the above
+#         plus the test servers, benchmark and lint tools (TEST_APT_PACKAGES, gotools).
 #
 # Safe to run any number of times: every step checks first and does nothing when its
 # result is already there (a warm run takes about a second). Run as root (or with sudo
@@ -8,7 +14,7 @@
 #
 # Steps (in order):
 #   apt       Debian packages (apt-get update runs only when something is missing)
-#   gotools   staticcheck, gosec, actionlint, built with `go install`
+#   gotools   staticcheck, gosec, actionlint, built with `go install` (all only)
 #   minio     the MinIO server (static, CGO_ENABLED=0; ~3 min cold) for corpintel/minio
 #             and the test harness
 #
@@ -17,8 +23,10 @@
 #                         Go tools go to $CORPINTEL_CACHE/tools/<name>-<version>/<name>,
 #                         with symlinks in $CORPINTEL_CACHE/bin (put that on PATH;
 #                         the Makefile does).
-#   CORPINTEL_DEPS        which steps to run, space separated  default: "apt gotools minio"
-#   CORPINTEL_APT_PACKAGES  override the Debian package list   default: see APT_PACKAGES below
+#   CORPINTEL_DEPS        which steps to run, space separated
+#                         default: "apt minio" for run, "apt gotools minio" for all
+#   CORPINTEL_APT_PACKAGES  override the Debian package list   default: see RUN_APT_PACKAGES
+#                         and TEST_APT_PACKAGES below (run: the first; all: both)
 #   GO                    the go command                     default: `go` on PATH, else
 #                                                            /usr/local/go/bin/go
 #   STATICCHECK_VERSION   default v0.8.2
@@ -33,22 +41,41 @@ set -euo pipefail
 
 : "${HOME:=$(getent passwd "$(id -u)" | cut -d: -f6)}"
 CACHE=${CORPINTEL_CACHE:-$HOME/.cache/corpintel}
-STEPS=${CORPINTEL_DEPS:-apt gotools minio}
+SET=${1:-all}
 
 STATICCHECK_VERSION=${STATICCHECK_VERSION:-v0.8.2}
 GOSEC_VERSION=${GOSEC_VERSION:-v2.30.0}
 ACTIONLINT_VERSION=${ACTIONLINT_VERSION:-v1.7.12}
 MINIO_VERSION=${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
 
-# debootstrap builds the base image; redis-server/postgresql-15 are the real services the
-# test harness runs; wrk/hyperfine drive benchmarks; jq/curl are used by scripts;
-# and shellcheck lints the shell scripts.
-APT_PACKAGES=${CORPINTEL_APT_PACKAGES:-debootstrap redis-server postgresql-15 wrk hyperfine jq ca-certificates curl shellcheck}
+# Running: debootstrap builds the base image (images/base/mkrootfs.sh); ca-certificates
+# lets Go reach the module proxy over TLS to build MinIO. Everything else runs in the
+# images, which bring their own packages.
+RUN_APT_PACKAGES="debootstrap ca-certificates"
+# Testing on top: redis-server/postgresql-15 are the real services the test harness runs;
+# wrk/hyperfine drive benchmarks; jq/curl are used by the bench scripts; shellcheck lints
+# the shell scripts.
+TEST_APT_PACKAGES="redis-server postgresql-15 wrk hyperfine jq curl shellcheck"
+case $SET in
+run)
+	STEPS=${CORPINTEL_DEPS:-apt minio}
+	APT_PACKAGES=${CORPINTEL_APT_PACKAGES:-$RUN_APT_PACKAGES}
+	;;
+all)
+	STEPS=${CORPINTEL_DEPS:-apt gotools minio}
+	APT_PACKAGES=${CORPINTEL_APT_PACKAGES:-$RUN_APT_PACKAGES $TEST_APT_PACKAGES}
+	;;
+*)
+	echo "usage: install-deps.sh [run|all] (run: what make run needs; all: also tests and lint)" >&2
+	exit 2
+	;;
+esac
 
 log() { printf '[install-deps %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 now() { date +%s; }
 has_step() { [[ " $STEPS " == *" $1 "* ]]; }
+wants_pkg() { [[ " $APT_PACKAGES " == *" $1 "* ]]; }
 
 T0=$(now)
 
@@ -126,8 +153,12 @@ step_apt() {
 			fi
 		done
 	fi
-	[[ -x /usr/lib/postgresql/15/bin/postgres ]] || die "apt: /usr/lib/postgresql/15/bin/postgres missing after installing postgresql-15"
-	command -v redis-server >/dev/null 2>&1 || [[ -x /usr/bin/redis-server ]] || die "apt: redis-server binary missing"
+	if wants_pkg postgresql-15; then
+		[[ -x /usr/lib/postgresql/15/bin/postgres ]] || die "apt: /usr/lib/postgresql/15/bin/postgres missing after installing postgresql-15"
+	fi
+	if wants_pkg redis-server; then
+		command -v redis-server >/dev/null 2>&1 || [[ -x /usr/bin/redis-server ]] || die "apt: redis-server binary missing"
+	fi
 	log "apt: done in $(($(now) - t))s"
 }
 
@@ -178,7 +209,7 @@ mkdir -p "$CACHE/tools" "$CACHE/bin"
 exec 9>"$CACHE/.install-deps.lock"
 flock 9
 
-log "cache: $CACHE; steps: $STEPS"
+log "set: $SET; cache: $CACHE; steps: $STEPS"
 if has_step apt; then step_apt; fi
 if has_step gotools || has_step minio; then
 	GOCMD=$(find_go)

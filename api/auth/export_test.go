@@ -29,3 +29,13 @@ func (s *Service) VerifySignatureForBench(tok string) bool {
 	_, err := s.parse(tok, s.keys.Load())
 	return err == nil
 }
+
+// OnVerify makes the replica call hook before every argon2 verification a login runs
+// (real and dummy), with the presented password. Call it before the replica serves.
+func (s *Service) OnVerify(hook func(pw []byte)) {
+	inner := s.verify
+	s.verify = func(pw []byte, phc string) (bool, error) {
+		hook(pw)
+		return inner(pw, phc)
+	}
+}

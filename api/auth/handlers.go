@@ -101,7 +101,9 @@ func (s *Service) handleLogin(c echo.Context) error {
 	ip := c.RealIP()
 	web.SetAuditDetail(c, map[string]any{"email": account})
 
-	wait, err := s.throttle(ctx, account, ip, now)
+	// The attempt is counted before argon2 runs (see reserveAttempt); a failure leaves it
+	// counted, a success forgives the account's failures.
+	att, wait, err := s.reserveAttempt(ctx, account, ip, now)
 	if err != nil {
 		return err
 	}
@@ -121,13 +123,13 @@ func (s *Service) handleLogin(c echo.Context) error {
 	ok := false
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		password.VerifyDummy([]byte(req.Password))
+		_, _ = s.verify([]byte(req.Password), password.DummyHash())
 	case err != nil:
 		return fmt.Errorf("auth: look up user: %w", err)
 	case hash == nil || !active:
-		password.VerifyDummy([]byte(req.Password))
+		_, _ = s.verify([]byte(req.Password), password.DummyHash())
 	default:
-		ok, err = password.Verify([]byte(req.Password), *hash)
+		ok, err = s.verify([]byte(req.Password), *hash)
 		if err != nil {
 			s.log.ErrorContext(ctx, "stored password hash unusable", "user_id", id, "err", err)
 			ok = false
@@ -138,12 +140,9 @@ func (s *Service) handleLogin(c echo.Context) error {
 	}
 	if !ok {
 		s.metrics.logins.WithLabelValues("failure").Inc()
-		if err := s.recordFailure(context.WithoutCancel(ctx), account, ip, now); err != nil {
-			return err
-		}
 		return errBadCredentials()
 	}
-	if err := s.clearAccountFailures(ctx, account); err != nil {
+	if err := s.forgiveAttempt(ctx, account, att); err != nil {
 		return err
 	}
 	resp, err := s.newSession(ctx, id, rbac.Role(role), now)

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/corpintel/corpintel/api/auth/password"
 	"github.com/corpintel/corpintel/api/web"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/jackc/pgx/v5"
@@ -75,6 +76,8 @@ type Service struct {
 
 	accountMax, ipMax int
 	window            time.Duration
+	// verify is password.Verify; tests wrap it to count the argon2 runs a login costs.
+	verify func(pw []byte, phc string) (bool, error)
 
 	keys       atomic.Pointer[keyring]
 	reloadMu   sync.Mutex
@@ -107,6 +110,7 @@ func NewService(ctx context.Context, o Options) (*Service, error) {
 		pool: o.Pool, log: o.Log, audit: o.Audit, issuer: o.Issuer, audience: o.Audience,
 		kek: append([]byte(nil), o.KEK...), now: o.Now,
 		accountMax: o.AccountFailures, ipMax: o.IPFailures, window: o.FailureWindow,
+		verify:    password.Verify,
 		cache:     newTokenCache(o.CacheSize),
 		accessTTL: o.AccessTTL, sessionAge: o.SessionMaxAge, rotateEvery: o.RotateEvery,
 	}

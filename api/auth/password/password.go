@@ -87,8 +87,12 @@ var dummy = sync.OnceValue(func() string {
 // VerifyDummy spends the time of one Verify and always reports false: call it when the
 // account does not exist so that response times do not reveal which emails are known.
 func VerifyDummy(pw []byte) {
-	_, _ = Verify(pw, dummy())
+	_, _ = Verify(pw, DummyHash())
 }
+
+// DummyHash is the hash VerifyDummy checks against, for callers that run Verify through
+// their own function (and must still spend a verification on unknown accounts).
+func DummyHash() string { return dummy() }
 
 // parse splits a PHC argon2id string, refusing parameters outside sane bounds (a stored
 // hash must not be able to make one login allocate gigabytes).
