@@ -11,13 +11,15 @@
 #   gotools   staticcheck, gosec, actionlint, built with `go install`
 #   minio     the MinIO server (static, CGO_ENABLED=0; ~3 min cold) for corpintel/minio
 #             and the test harness
+#   mailpit   the mailpit SMTP test server (static, CGO_ENABLED=0) the alert e-mail tests
+#             deliver into and read back through its HTTP API
 #
 # Knobs (environment variables):
 #   CORPINTEL_CACHE       cache root, outside the repo      default: $HOME/.cache/corpintel
 #                         Go tools go to $CORPINTEL_CACHE/tools/<name>-<version>/<name>,
 #                         with symlinks in $CORPINTEL_CACHE/bin (put that on PATH;
 #                         the Makefile does).
-#   CORPINTEL_DEPS        which steps to run, space separated  default: "apt gotools minio"
+#   CORPINTEL_DEPS        which steps to run, space separated  default: "apt gotools minio mailpit"
 #   CORPINTEL_APT_PACKAGES  override the Debian package list   default: see APT_PACKAGES below
 #   GO                    the go command                     default: `go` on PATH, else
 #                                                            /usr/local/go/bin/go
@@ -25,6 +27,7 @@
 #   GOSEC_VERSION         default v2.30.0
 #   ACTIONLINT_VERSION    default v1.7.12
 #   MINIO_VERSION         default v0.0.0-20260212201848-7aac2a2c5b7c
+#   MAILPIT_VERSION       default v1.33.1 (keep in step with internal/testenv/mailpit.go)
 #
 # The redis-server package is installed for its binary (tests run their own redis-server
 # processes); its system service is kept from starting and left disabled, so nothing
@@ -33,12 +36,13 @@ set -euo pipefail
 
 : "${HOME:=$(getent passwd "$(id -u)" | cut -d: -f6)}"
 CACHE=${CORPINTEL_CACHE:-$HOME/.cache/corpintel}
-STEPS=${CORPINTEL_DEPS:-apt gotools minio}
+STEPS=${CORPINTEL_DEPS:-apt gotools minio mailpit}
 
 STATICCHECK_VERSION=${STATICCHECK_VERSION:-v0.8.2}
 GOSEC_VERSION=${GOSEC_VERSION:-v2.30.0}
 ACTIONLINT_VERSION=${ACTIONLINT_VERSION:-v1.7.12}
 MINIO_VERSION=${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
+MAILPIT_VERSION=${MAILPIT_VERSION:-v1.33.1}
 
 # debootstrap builds the base image; redis-server/postgresql-15 are the real services the
 # test harness runs; wrk/hyperfine drive benchmarks; jq/curl are used by scripts;
@@ -172,6 +176,11 @@ step_minio() {
 	go_tool minio github.com/minio/minio "$MINIO_VERSION" -trimpath -ldflags "-s -w"
 }
 
+step_mailpit() {
+	local -x CGO_ENABLED=0
+	go_tool mailpit github.com/axllent/mailpit "$MAILPIT_VERSION" -trimpath -ldflags "-s -w"
+}
+
 # --- main --------------------------------------------------------------------------
 mkdir -p "$CACHE/tools" "$CACHE/bin"
 # Two concurrent runs (make -j, parallel shells) would race on the same cache entries.
@@ -180,7 +189,7 @@ flock 9
 
 log "cache: $CACHE; steps: $STEPS"
 if has_step apt; then step_apt; fi
-if has_step gotools || has_step minio; then
+if has_step gotools || has_step minio || has_step mailpit; then
 	GOCMD=$(find_go)
 	log "go: $("$GOCMD" version)"
 	# Tools are built as modules of their own, never inside this repo's module.
@@ -188,5 +197,6 @@ if has_step gotools || has_step minio; then
 	export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 	if has_step gotools; then step_gotools; fi
 	if has_step minio; then step_minio; fi
+	if has_step mailpit; then step_mailpit; fi
 fi
 log "done in $(($(now) - T0))s; tools in $CACHE/bin"
