@@ -270,17 +270,12 @@ func (e *Engine) delivered(r notify.Result) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	e.mu.Lock()
-	lk := LogKey(r.GroupKey, r.Channel)
-	if entry, ok := e.st.Log[lk]; ok && entry.Pending != nil {
-		if r.OK {
-			entry.Firing, entry.Resolved = entry.Pending.Firing, entry.Pending.Resolved
-			entry.SentAt = r.At
-		}
-		entry.Pending = nil
-		e.st.Log[lk] = entry
-		if err := e.opts.Store.Save(ctx, e.st); err != nil {
+	next := e.st.Clone()
+	if next.MarkDelivered(r.GroupKey, r.Channel, r.OK, r.At) {
+		if err := e.opts.Store.Save(ctx, next); err != nil {
 			e.log.Error("alert notification log not saved: the notification may be sent again after a restart", "err", err)
 		}
+		e.st = next
 	}
 	e.mu.Unlock()
 	if err := e.opts.Store.RecordDelivery(ctx, r); err != nil {

@@ -184,6 +184,7 @@ func (e *Evaluator) Rules() []Rule { return slices.Clone(e.rules) }
 // DefaultRoutes is the seed's routing over the configured channels, by type: critical →
 // PagerDuty + e-mail, warning → e-mail + Slack, info → Slack; webhook channels receive
 // every severity (they feed another Alertmanager or a chat bridge that filters itself).
+// Critical groups repeat at the global repeat_interval (4h), warning and info daily.
 func DefaultRoutes(channels []ChannelConfig) []RouteConfig {
 	byType := func(types ...string) []string {
 		var out []string
@@ -194,10 +195,13 @@ func DefaultRoutes(channels []ChannelConfig) []RouteConfig {
 		}
 		return out
 	}
+	// A warning or an info that stays unresolved for weeks (a certificate 21 days
+	// out, a disk at 87 %) would otherwise mail six times a day: they repeat daily.
+	daily := Duration(24 * time.Hour)
 	return []RouteConfig{
 		{Name: "critical", Matchers: []string{`severity="critical"`}, Channels: byType(notify.TypePagerDuty, notify.TypeEmail, notify.TypeWebhook)},
-		{Name: "warning", Matchers: []string{`severity="warning"`}, Channels: byType(notify.TypeEmail, notify.TypeSlack, notify.TypeWebhook)},
-		{Name: "info", Matchers: []string{`severity="info"`}, Channels: byType(notify.TypeSlack, notify.TypeWebhook)},
+		{Name: "warning", Matchers: []string{`severity="warning"`}, Channels: byType(notify.TypeEmail, notify.TypeSlack, notify.TypeWebhook), RepeatInterval: daily},
+		{Name: "info", Matchers: []string{`severity="info"`}, Channels: byType(notify.TypeSlack, notify.TypeWebhook), RepeatInterval: daily},
 	}
 }
 

@@ -182,7 +182,12 @@ func BuildRules(c RulesConfig) []Rule {
 		eval: func(s *Samples, now time.Time) []Candidate {
 			var out []Candidate
 			for _, sr := range s.Find(MetricDiskUsedRatio, nil) {
+				// A fit over a few minutes extrapolates noise: the points must cover at
+				// least a quarter of the window.
 				slope, at, ok := LinearFit(sr.Points, fc.Window.D(), now, fc.MinPoints)
+				if ok && now.Sub(firstIn(sr.Points, now.Add(-fc.Window.D()))) < fc.Window.D()/4 {
+					ok = false
+				}
 				if !ok || at+slope*fc.Horizon.D().Seconds() < 1 || slope <= 0 {
 					continue
 				}
@@ -373,4 +378,14 @@ func stageSeverity(c CertExpiryRule, i int) string {
 		return c.Severity
 	}
 	return "warning"
+}
+
+// firstIn is the time of the first point after start (now when there is none).
+func firstIn(points []Point, start time.Time) time.Time {
+	for _, p := range points {
+		if p.T.After(start) {
+			return p.T
+		}
+	}
+	return time.Time{}
 }

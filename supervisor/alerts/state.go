@@ -199,3 +199,21 @@ func DedupKey(groupKey string) string {
 
 // GroupKey is "route/{label=\"value\",…}".
 func GroupKey(route string, groupLabels Labels) string { return route + "/" + groupLabels.String() }
+
+// MarkDelivered records the outcome of the delivery under way for a group on a channel:
+// on success the log remembers what the channel was told; on failure the next flush of
+// the group tries again. It reports whether a delivery was under way.
+func (s *State) MarkDelivered(groupKey, channel string, ok bool, at time.Time) bool {
+	lk := LogKey(groupKey, channel)
+	entry, found := s.Log[lk]
+	if !found || entry.Pending == nil {
+		return false
+	}
+	if ok {
+		entry.Firing, entry.Resolved = entry.Pending.Firing, entry.Pending.Resolved
+		entry.SentAt = at
+	}
+	entry.Pending = nil
+	s.Log[lk] = entry
+	return true
+}

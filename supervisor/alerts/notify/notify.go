@@ -65,7 +65,7 @@ type Message struct {
 
 // NewMessage builds a message, computing its status and common labels the way
 // Alertmanager's template data does. Alerts are ordered firing first, then by name and
-// fingerprint, so every channel shows them alike.
+// labels, so every channel shows them alike.
 func NewMessage(channel, groupKey, dedupKey string, groupLabels map[string]string, alerts []Alert) *Message {
 	as := slices.Clone(alerts)
 	sort.SliceStable(as, func(i, j int) bool {
@@ -75,7 +75,7 @@ func NewMessage(channel, groupKey, dedupKey string, groupLabels map[string]strin
 		if as[i].Name() != as[j].Name() {
 			return as[i].Name() < as[j].Name()
 		}
-		return as[i].Fingerprint < as[j].Fingerprint
+		return formatLabels(as[i].Labels) < formatLabels(as[j].Labels)
 	})
 	m := &Message{
 		Channel: channel, GroupKey: groupKey, DedupKey: dedupKey,
