@@ -112,25 +112,25 @@ type RuleConfig struct {
 
 // RulesConfig configures the built-in rules ([alerts.rules.<name>]).
 type RulesConfig struct {
-	APIDown                   APIDownRule          `toml:"api_down"`
-	HighErrorRate             ErrorRateRule        `toml:"high_error_rate"`
-	DiskSpaceLow              ThresholdRule        `toml:"disk_space_low"`
-	DiskFull                  ThresholdRule        `toml:"disk_full"`
-	DiskFullForecast          ForecastRule         `toml:"disk_full_forecast"`
-	DatabaseSlow              ThresholdRule        `toml:"database_slow"`
-	MemoryHigh                ThresholdRule        `toml:"memory_high"`
-	PostgreSQLDown            RuleConfig           `toml:"postgresql_down"`
-	RedisDown                 RuleConfig           `toml:"redis_down"`
-	MinIODown                 RuleConfig           `toml:"minio_down"`
-	DockerUnreachable         RuleConfig           `toml:"docker_unreachable"`
-	BackupFailed              MaxAgeRule           `toml:"backup_failed"`
-	BackupVerificationFailed  RuleConfig           `toml:"backup_verification_failed"`
-	OffsiteCopyFailing        RuleConfig           `toml:"offsite_copy_failing"`
-	RestoreDrillMissing       MaxAgeRule           `toml:"restore_drill_missing"`
-	WALArchiveLagging         MaxAgeRule           `toml:"wal_archive_lagging"`
-	CertificateExpiring       CertExpiryRule       `toml:"certificate_expiring"`
-	CertificateRenewalFailing RuleConfig           `toml:"certificate_renewal_failing"`
-	ContainerRestartLoop      RestartLoopRule      `toml:"container_restart_loop"`
+	APIDown                   APIDownRule     `toml:"api_down"`
+	HighErrorRate             ErrorRateRule   `toml:"high_error_rate"`
+	DiskSpaceLow              ThresholdRule   `toml:"disk_space_low"`
+	DiskFull                  ThresholdRule   `toml:"disk_full"`
+	DiskFullForecast          ForecastRule    `toml:"disk_full_forecast"`
+	DatabaseSlow              ThresholdRule   `toml:"database_slow"`
+	MemoryHigh                ThresholdRule   `toml:"memory_high"`
+	PostgreSQLDown            RuleConfig      `toml:"postgresql_down"`
+	RedisDown                 RuleConfig      `toml:"redis_down"`
+	MinIODown                 RuleConfig      `toml:"minio_down"`
+	DockerUnreachable         RuleConfig      `toml:"docker_unreachable"`
+	BackupFailed              MaxAgeRule      `toml:"backup_failed"`
+	BackupVerificationFailed  RuleConfig      `toml:"backup_verification_failed"`
+	OffsiteCopyFailing        RuleConfig      `toml:"offsite_copy_failing"`
+	RestoreDrillMissing       MaxAgeRule      `toml:"restore_drill_missing"`
+	WALArchiveLagging         MaxAgeRule      `toml:"wal_archive_lagging"`
+	CertificateExpiring       CertExpiryRule  `toml:"certificate_expiring"`
+	CertificateRenewalFailing RuleConfig      `toml:"certificate_renewal_failing"`
+	ContainerRestartLoop      RestartLoopRule `toml:"container_restart_loop"`
 }
 
 // APIDownRule fires after Failures consecutive failed health checks.
@@ -205,18 +205,18 @@ func DefaultConfig() Config {
 		FlapHold:           d(15 * time.Minute),
 		History:            d(24 * time.Hour),
 		Rules: RulesConfig{
-			APIDown:          APIDownRule{RuleConfig: rc("critical", 0), Failures: 3},
-			HighErrorRate:    ErrorRateRule{RuleConfig: rc("critical", 5*time.Minute), Threshold: 0.01, Window: d(5 * time.Minute), MinRequests: 20},
-			DiskSpaceLow:     ThresholdRule{RuleConfig: rc("warning", 0), Threshold: 0.85},
-			DiskFull:         ThresholdRule{RuleConfig: rc("critical", 0), Threshold: 0.95},
-			DiskFullForecast: ForecastRule{RuleConfig: rc("warning", 30*time.Minute), Horizon: d(72 * time.Hour), Window: d(6 * time.Hour), MinPoints: 10},
-			DatabaseSlow:     ThresholdRule{RuleConfig: rc("warning", 10*time.Minute), Threshold: 1},
-			MemoryHigh:       ThresholdRule{RuleConfig: rc("warning", 5*time.Minute), Threshold: 0.90},
-			PostgreSQLDown:   rc("critical", time.Minute),
-			RedisDown:        rc("critical", time.Minute),
-			MinIODown:        rc("critical", time.Minute),
-			DockerUnreachable: rc("critical", time.Minute),
-			BackupFailed:     MaxAgeRule{RuleConfig: rc("critical", 0), MaxAge: d(25 * time.Hour)},
+			APIDown:                  APIDownRule{RuleConfig: rc("critical", 0), Failures: 3},
+			HighErrorRate:            ErrorRateRule{RuleConfig: rc("critical", 5*time.Minute), Threshold: 0.01, Window: d(5 * time.Minute), MinRequests: 20},
+			DiskSpaceLow:             ThresholdRule{RuleConfig: rc("warning", 0), Threshold: 0.85},
+			DiskFull:                 ThresholdRule{RuleConfig: rc("critical", 0), Threshold: 0.95},
+			DiskFullForecast:         ForecastRule{RuleConfig: rc("warning", 30*time.Minute), Horizon: d(72 * time.Hour), Window: d(6 * time.Hour), MinPoints: 10},
+			DatabaseSlow:             ThresholdRule{RuleConfig: rc("warning", 10*time.Minute), Threshold: 1},
+			MemoryHigh:               ThresholdRule{RuleConfig: rc("warning", 5*time.Minute), Threshold: 0.90},
+			PostgreSQLDown:           rc("critical", time.Minute),
+			RedisDown:                rc("critical", time.Minute),
+			MinIODown:                rc("critical", time.Minute),
+			DockerUnreachable:        rc("critical", time.Minute),
+			BackupFailed:             MaxAgeRule{RuleConfig: rc("critical", 0), MaxAge: d(25 * time.Hour)},
 			BackupVerificationFailed: rc("critical", 0),
 			OffsiteCopyFailing:       rc("warning", 0),
 			RestoreDrillMissing:      MaxAgeRule{RuleConfig: rc("warning", 0), MaxAge: d(8 * 24 * time.Hour)},

@@ -22,7 +22,7 @@ func TestScenarioAPIDown(t *testing.T) {
 	s.every(60*sec, 10*min, 15*sec, func(s *scenario, d time.Duration) {
 		s.set(MetricAPIHealthFailures, nil, float64(d/(15*sec)+1))
 	})
-	s.at(10*min + 15*sec).set(MetricAPIHealthFailures, nil, 0).eval("the API answers again")
+	s.at(10*min+15*sec).set(MetricAPIHealthFailures, nil, 0).eval("the API answers again")
 	s.every(10*min+30*sec, 16*min, 30*sec, func(s *scenario, _ time.Duration) { s.set(MetricAPIHealthFailures, nil, 0) })
 	s.at(24*time.Hour + 17*min).eval("a day later the resolved alert is forgotten")
 	if len(s.st.Groups) != 0 || len(s.st.Log) != 0 || len(s.st.Alerts) != 0 {
@@ -263,7 +263,7 @@ func TestScenarioDeliveryFailures(t *testing.T) {
 		t.Fatalf("deliveries under way were planned again:\n%s", plan)
 	}
 	s.st.RecoverInFlight(s.now)
-	s.at(13*min + 45*sec).set(MetricDockerUp, nil, 0).set(MetricServiceUp, Labels{"service": "redis"}, 0).eval("after a restart")
+	s.at(13*min+45*sec).set(MetricDockerUp, nil, 0).set(MetricServiceUp, Labels{"service": "redis"}, 0).eval("after a restart")
 	s.golden("delivery_failures")
 }
 
