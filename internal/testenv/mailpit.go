@@ -205,4 +205,3 @@ func (m *Mailpit) getJSON(t testing.TB, path string, v any) {
 
 // Stop shuts the server down.
 func (m *Mailpit) Stop() { m.proc.stop() }
-

@@ -143,9 +143,13 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"route matcher", func(c *Config) { c.Routes = []RouteConfig{{Name: "a", Matchers: []string{"severity=~\"(\""}}} }, "routes[0].matchers", "regular expression"},
 		{"route timer", func(c *Config) { c.Routes = []RouteConfig{{Name: "a", GroupWait: -1}} }, "routes[0].group_wait", "negative"},
 		{"inhibit empty", func(c *Config) { c.Inhibit = []InhibitConfig{{TargetMatchers: []string{"a=b"}}} }, "inhibit[0].source_matchers", "at least one"},
-		{"inhibit target", func(c *Config) { c.Inhibit = []InhibitConfig{{SourceMatchers: []string{"a=b"}, TargetMatchers: []string{"oops"}}} }, "inhibit[0].target_matchers", "want name="},
+		{"inhibit target", func(c *Config) {
+			c.Inhibit = []InhibitConfig{{SourceMatchers: []string{"a=b"}, TargetMatchers: []string{"oops"}}}
+		}, "inhibit[0].target_matchers", "want name="},
 		{"inhibit target empty", func(c *Config) { c.Inhibit = []InhibitConfig{{SourceMatchers: []string{"a=b"}}} }, "inhibit[0].target_matchers", "at least one"},
-		{"inhibit source", func(c *Config) { c.Inhibit = []InhibitConfig{{SourceMatchers: []string{"1a=b"}, TargetMatchers: []string{"a=b"}}} }, "inhibit[0].source_matchers", "want name="},
+		{"inhibit source", func(c *Config) {
+			c.Inhibit = []InhibitConfig{{SourceMatchers: []string{"1a=b"}, TargetMatchers: []string{"a=b"}}}
+		}, "inhibit[0].source_matchers", "want name="},
 		{"held rule", func(c *Config) { c.MaintenanceHeld = []string{"APIDwn"} }, "maintenance_held[0]", `no rule named "APIDwn"`},
 		{"channel twice", func(c *Config) {
 			c.Channels = []ChannelConfig{{Name: "x", Type: "slack", URLFile: "/f"}, {Name: "x", Type: "slack", URLFile: "/f"}}
