@@ -46,8 +46,9 @@ MAILPIT_VERSION=${MAILPIT_VERSION:-v1.33.1}
 
 # debootstrap builds the base image; redis-server/postgresql-15 are the real services the
 # test harness runs; wrk/hyperfine drive benchmarks; jq/curl are used by scripts;
-# and shellcheck lints the shell scripts.
-APT_PACKAGES=${CORPINTEL_APT_PACKAGES:-debootstrap redis-server postgresql-15 wrk hyperfine jq ca-certificates curl shellcheck}
+# the shell scripts are linted with shellcheck; prometheus ships promtool, which checks the
+# exported alert rules (its service is kept from starting and left disabled, like redis).
+APT_PACKAGES=${CORPINTEL_APT_PACKAGES:-debootstrap redis-server postgresql-15 wrk hyperfine jq ca-certificates curl shellcheck prometheus}
 
 log() { printf '[install-deps %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -123,7 +124,7 @@ step_apt() {
 	# Never leave the distribution's redis (or postgres) service running or enabled.
 	if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
 		local svc
-		for svc in redis-server postgresql; do
+		for svc in redis-server postgresql prometheus; do
 			if systemctl is-enabled --quiet "$svc" 2>/dev/null || systemctl is-active --quiet "$svc" 2>/dev/null; then
 				log "apt: disabling system service $svc"
 				as_root systemctl disable --now "$svc" >/dev/null 2>&1 || true
@@ -132,6 +133,7 @@ step_apt() {
 	fi
 	[[ -x /usr/lib/postgresql/15/bin/postgres ]] || die "apt: /usr/lib/postgresql/15/bin/postgres missing after installing postgresql-15"
 	command -v redis-server >/dev/null 2>&1 || [[ -x /usr/bin/redis-server ]] || die "apt: redis-server binary missing"
+	command -v promtool >/dev/null 2>&1 || die "apt: promtool missing after installing prometheus"
 	log "apt: done in $(($(now) - t))s"
 }
 

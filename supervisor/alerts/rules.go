@@ -253,7 +253,9 @@ func BuildRules(c RulesConfig) []Rule {
 			},
 			prom: []PromRule{
 				{Expr: fmt.Sprintf("time() - %s > %s", metric, secs(m.MaxAge.D())), Summary: "the last " + what + " succeeded {{ $value | humanizeDuration }} ago"},
-				{Expr: fmt.Sprintf("absent(%s)", metric), For: m.MaxAge.D(), Summary: "no " + what + " has succeeded yet"},
+				// The label keeps promtool's duplicate-rule lint apart from the rule above.
+				{Expr: fmt.Sprintf("absent(%s)", metric), For: m.MaxAge.D(), Labels: map[string]string{"reason": "never_succeeded"},
+					Summary: "no " + what + " has succeeded yet"},
 			},
 		})
 	}
