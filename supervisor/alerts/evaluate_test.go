@@ -48,12 +48,6 @@ func (w *world) set(name string, l Labels, at time.Time, v float64) {
 	s.Points = append(s.Points, Point{T: at, V: v})
 }
 
-func (w *world) drop(name string, l Labels) {
-	k := seriesKey(name, l)
-	delete(w.series, k)
-	w.order = slices.DeleteFunc(w.order, func(s string) bool { return s == k })
-}
-
 func (w *world) samples(at time.Time) Samples {
 	s := Samples{At: at}
 	for _, k := range w.order {
@@ -208,14 +202,4 @@ func extra(line string) string {
 
 func stateEqual(a, b State) bool {
 	return fmt.Sprintf("%v", js(a)) == fmt.Sprintf("%v", js(b))
-}
-
-func notificationsTo(p Plan, channel string) []Notification {
-	var out []Notification
-	for _, n := range p.Notifications {
-		if n.Message.Channel == channel {
-			out = append(out, n)
-		}
-	}
-	return out
 }

@@ -1,5 +1,7 @@
 package alerts
 
+import "slices"
+
 // The metric names the built-in rules read from [Samples]. The collectors (supervisor/health)
 // fill them under these names, and the supervisor's /metrics should expose the same names,
 // so [ExportPrometheusRules] works against an external Prometheus too.
@@ -83,11 +85,13 @@ const (
 
 // MetricNames lists every metric the built-in rules read, sorted.
 func MetricNames() []string {
-	return []string{
+	names := []string{
 		MetricAPIHealthFailures, MetricAPIRequests, MetricBackupLastSuccess, MetricBackupVerifyLastFailure,
 		MetricBackupVerifyLastSuccess, MetricCertExpiry, MetricCertRenewalLastFailure, MetricCertRenewalLastSuccess,
 		MetricContainerRestarts, MetricDBQueryP95, MetricDiskUsedRatio, MetricDockerUp, MetricMemoryUsedRatio,
 		MetricOffsiteLastFailure, MetricOffsiteLastSuccess, MetricWALArchiveLag, MetricDrillLastSuccess,
 		MetricServiceUp,
 	}
+	slices.Sort(names)
+	return names
 }

@@ -2,6 +2,8 @@ package alerts
 
 import (
 	"math"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -92,5 +94,17 @@ func TestSamples(t *testing.T) {
 	}
 	if got := (Labels{"b": `x"y`, "a": "1"}).String(); got != `{a="1",b="x\"y"}` {
 		t.Errorf("Labels.String = %s", got)
+	}
+}
+
+func TestMetricNames(t *testing.T) {
+	names := MetricNames()
+	if len(names) != 18 || !slices.IsSorted(names) {
+		t.Errorf("MetricNames = %v", names)
+	}
+	for _, n := range names {
+		if !strings.HasPrefix(n, "corpintel_") {
+			t.Errorf("%s lacks the corpintel_ prefix", n)
+		}
 	}
 }

@@ -217,9 +217,10 @@ func (d *Dispatcher) Enqueue(m *Message) error {
 		}
 	}
 	w.pending[m.GroupKey] = m
-	w.status.Queued = len(w.order)
+	queued := len(w.order)
+	w.status.Queued = queued
 	w.mu.Unlock()
-	d.metrics.queued.WithLabelValues(w.ch.Name).Set(float64(len(w.order)))
+	d.metrics.queued.WithLabelValues(w.ch.Name).Set(float64(queued))
 	if dropped != nil {
 		d.finish(w, Result{Channel: w.ch.Name, GroupKey: dropped.GroupKey, DedupKey: dropped.DedupKey, Status: dropped.Status,
 			Alerts: len(dropped.Alerts), Error: "dropped: queue full", At: d.opts.Now(), Message: dropped}, true)
