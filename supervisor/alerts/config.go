@@ -104,7 +104,8 @@ type RuleConfig struct {
 	Disabled bool `toml:"disabled"`
 	// Severity is info, warning or critical.
 	Severity string `toml:"severity"`
-	// For is how long the condition must hold before the alert fires.
+	// For is how long the condition must hold before the alert fires. Zero means the
+	// rule's default; write "1s" for "at once" on a rule whose default waits.
 	For Duration `toml:"for"`
 	// KeepFiringFor is how long a firing alert stays firing after its condition cleared.
 	KeepFiringFor Duration `toml:"keep_firing_for"`

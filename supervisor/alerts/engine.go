@@ -343,9 +343,10 @@ type SilenceRequest struct {
 	// Rule silences one rule (alertname); may be combined with Matchers.
 	Rule     string   `json:"rule,omitempty"`
 	Matchers []string `json:"matchers,omitempty"`
-	For      time.Duration
-	Comment  string `json:"comment"`
-	Author   string `json:"author"`
+	// For is the silence's duration (JSON: nanoseconds, as time.Duration encodes).
+	For     time.Duration `json:"for"`
+	Comment string        `json:"comment"`
+	Author  string        `json:"author"`
 }
 
 // MaxSilence bounds a silence's duration: a forgotten silence must end some day.
