@@ -17,6 +17,8 @@
 #   gotools   staticcheck, gosec, actionlint, built with `go install` (all only)
 #   minio     the MinIO server (static, CGO_ENABLED=0; ~3 min cold) for corpintel/minio
 #             and the test harness
+#   mailpit   the mailpit SMTP test server (static, CGO_ENABLED=0) the alert e-mail tests
+#             deliver into and read back through its HTTP API
 #
 # Knobs (environment variables):
 #   CORPINTEL_CACHE       cache root, outside the repo      default: $HOME/.cache/corpintel
@@ -24,7 +26,7 @@
 #                         with symlinks in $CORPINTEL_CACHE/bin (put that on PATH;
 #                         the Makefile does).
 #   CORPINTEL_DEPS        which steps to run, space separated
-#                         default: "apt minio" for run, "apt gotools minio" for all
+#                         default: "apt minio" for run, "apt gotools minio mailpit" for all
 #   CORPINTEL_APT_PACKAGES  override the Debian package list   default: see RUN_APT_PACKAGES
 #                         and TEST_APT_PACKAGES below (run: the first; all: both)
 #   GO                    the go command                     default: `go` on PATH, else
@@ -33,6 +35,7 @@
 #   GOSEC_VERSION         default v2.30.0
 #   ACTIONLINT_VERSION    default v1.7.12
 #   MINIO_VERSION         default v0.0.0-20260212201848-7aac2a2c5b7c
+#   MAILPIT_VERSION       default v1.33.1 (keep in step with internal/testenv/mailpit.go)
 #
 # The redis-server package is installed for its binary (tests run their own redis-server
 # processes); its system service is kept from starting and left disabled, so nothing
@@ -47,6 +50,7 @@ STATICCHECK_VERSION=${STATICCHECK_VERSION:-v0.8.2}
 GOSEC_VERSION=${GOSEC_VERSION:-v2.30.0}
 ACTIONLINT_VERSION=${ACTIONLINT_VERSION:-v1.7.12}
 MINIO_VERSION=${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
+MAILPIT_VERSION=${MAILPIT_VERSION:-v1.33.1}
 
 # Running: debootstrap builds the base image (images/base/mkrootfs.sh); ca-certificates
 # lets Go reach the module proxy over TLS to build MinIO. Everything else runs in the
@@ -54,15 +58,16 @@ MINIO_VERSION=${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
 RUN_APT_PACKAGES="debootstrap ca-certificates"
 # Testing on top: redis-server/postgresql-15 are the real services the test harness runs;
 # wrk/hyperfine drive benchmarks; jq/curl are used by the bench scripts; shellcheck lints
-# the shell scripts.
-TEST_APT_PACKAGES="redis-server postgresql-15 wrk hyperfine jq curl shellcheck"
+# the shell scripts; prometheus ships promtool, which checks the exported alert rules (its
+# service is kept from starting and left disabled, like redis).
+TEST_APT_PACKAGES="redis-server postgresql-15 wrk hyperfine jq curl shellcheck prometheus"
 case $SET in
 run)
 	STEPS=${CORPINTEL_DEPS:-apt minio}
 	APT_PACKAGES=${CORPINTEL_APT_PACKAGES:-$RUN_APT_PACKAGES}
 	;;
 all)
-	STEPS=${CORPINTEL_DEPS:-apt gotools minio}
+	STEPS=${CORPINTEL_DEPS:-apt gotools minio mailpit}
 	APT_PACKAGES=${CORPINTEL_APT_PACKAGES:-$RUN_APT_PACKAGES $TEST_APT_PACKAGES}
 	;;
 *)
@@ -146,7 +151,7 @@ step_apt() {
 	# Never leave the distribution's redis (or postgres) service running or enabled.
 	if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
 		local svc
-		for svc in redis-server postgresql; do
+		for svc in redis-server postgresql prometheus; do
 			if systemctl is-enabled --quiet "$svc" 2>/dev/null || systemctl is-active --quiet "$svc" 2>/dev/null; then
 				log "apt: disabling system service $svc"
 				as_root systemctl disable --now "$svc" >/dev/null 2>&1 || true
@@ -203,6 +208,11 @@ step_minio() {
 	go_tool minio github.com/minio/minio "$MINIO_VERSION" -trimpath -ldflags "-s -w"
 }
 
+step_mailpit() {
+	local -x CGO_ENABLED=0
+	go_tool mailpit github.com/axllent/mailpit "$MAILPIT_VERSION" -trimpath -ldflags "-s -w"
+}
+
 # --- main --------------------------------------------------------------------------
 mkdir -p "$CACHE/tools" "$CACHE/bin"
 # Two concurrent runs (make -j, parallel shells) would race on the same cache entries.
@@ -211,7 +221,7 @@ flock 9
 
 log "set: $SET; cache: $CACHE; steps: $STEPS"
 if has_step apt; then step_apt; fi
-if has_step gotools || has_step minio; then
+if has_step gotools || has_step minio || has_step mailpit; then
 	GOCMD=$(find_go)
 	log "go: $("$GOCMD" version)"
 	# Tools are built as modules of their own, never inside this repo's module.
@@ -219,5 +229,6 @@ if has_step gotools || has_step minio; then
 	export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 	if has_step gotools; then step_gotools; fi
 	if has_step minio; then step_minio; fi
+	if has_step mailpit; then step_mailpit; fi
 fi
 log "done in $(($(now) - T0))s; tools in $CACHE/bin"

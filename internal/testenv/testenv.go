@@ -1,5 +1,5 @@
-// Package testenv starts real PostgreSQL, Redis and MinIO servers for integration tests
-// and checks that a Docker Engine is reachable.
+// Package testenv starts real PostgreSQL, Redis, MinIO and mailpit (SMTP) servers for
+// integration tests and checks that a Docker Engine is reachable.
 //
 // One server of each kind is shared by all tests of a test binary (started lazily, on
 // first use); every test gets its own database, Redis database number and key prefix, or
@@ -39,6 +39,7 @@ var hints = map[string]string{
 	"redis":    "redis-server is looked up in $CORPINTEL_REDIS_BIN and PATH (apt-get install -y redis-server)",
 	"minio":    "the MinIO server is looked up in $CORPINTEL_MINIO_BIN, PATH and " + defaultMinIOPath(),
 	"docker":   "the Docker Engine must answer on $DOCKER_HOST or /var/run/docker.sock",
+	"mailpit":  "the mailpit SMTP test server is looked up in $CORPINTEL_MAILPIT_BIN, PATH and " + defaultMailpitPath(),
 }
 
 // InCI reports whether the tests run under CI (CI=true), where a missing component is a
