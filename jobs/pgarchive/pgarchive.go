@@ -98,6 +98,9 @@ type Summary struct {
 	Blobs         int64   // large objects
 	Size          int64   // bytes of the whole archive
 
+	// Captured holds the COPY text of the tables named in Options.Capture.
+	Captured map[string][]byte
+
 	blockPos map[int]int64 // dumpId → offset of its data block
 	offSize  int
 }
@@ -131,6 +134,9 @@ type reader struct {
 	intSize int
 	offSize int
 	buf     []byte
+
+	capture      map[string]bool
+	captureLimit int
 }
 
 func (r *reader) errf(format string, a ...any) error {
@@ -224,10 +230,30 @@ func (r *reader) skip(n int64, what string) error {
 	return nil
 }
 
+// Options tune a scan.
+type Options struct {
+	// Capture names tables ("schema.name") whose COPY text is kept in
+	// Summary.Captured, up to CaptureLimit bytes each (default 1 MiB): small tables the
+	// caller wants to read, such as schema_migrations.
+	Capture      []string
+	CaptureLimit int
+}
+
 // Scan reads a whole archive from r and checks its structure; see the package comment.
-func Scan(in io.Reader) (*Summary, error) {
+func Scan(in io.Reader) (*Summary, error) { return ScanWith(in, Options{}) }
+
+// ScanWith is Scan with options.
+func ScanWith(in io.Reader, o Options) (*Summary, error) {
 	r := &reader{r: bufio.NewReaderSize(in, 256<<10), buf: make([]byte, 16)}
-	s := &Summary{blockPos: map[int]int64{}}
+	s := &Summary{blockPos: map[int]int64{}, Captured: map[string][]byte{}}
+	r.capture = map[string]bool{}
+	for _, c := range o.Capture {
+		r.capture[c] = true
+	}
+	r.captureLimit = o.CaptureLimit
+	if r.captureLimit <= 0 {
+		r.captureLimit = 1 << 20
+	}
 	if err := readHeader(r, s); err != nil {
 		return nil, err
 	}
@@ -460,8 +486,16 @@ func readData(r *reader, s *Summary) error {
 			if s.Compressed {
 				t.Rows = -1
 			}
-			if err := readChunks(r, chunk, &t, !s.Compressed); err != nil {
+			var keep *[]byte
+			if r.capture[t.Key()] && !s.Compressed {
+				b := []byte{}
+				keep = &b
+			}
+			if err := readChunks(r, chunk, &t, !s.Compressed, keep); err != nil {
 				return fmt.Errorf("table %s: %w", t.Key(), err)
+			}
+			if keep != nil {
+				s.Captured[t.Key()] = *keep
 			}
 			if e.Desc == "TABLE DATA" {
 				s.Tables = append(s.Tables, t)
@@ -484,7 +518,7 @@ func readData(r *reader, s *Summary) error {
 
 // readChunks reads length-prefixed chunks up to the zero length that ends a block,
 // counting lines when count is set.
-func readChunks(r *reader, buf []byte, t *Table, count bool) error {
+func readChunks(r *reader, buf []byte, t *Table, count bool, keep *[]byte) error {
 	var tail []byte // the last bytes of the block, for the end-of-data marker
 	for {
 		n, err := r.int("chunk length")
@@ -509,6 +543,9 @@ func readChunks(r *reader, buf []byte, t *Table, count bool) error {
 			if count {
 				t.Rows += int64(bytes.Count(buf[:k], []byte{'\n'}))
 				tail = append(tail, buf[:k]...)
+				if keep != nil && len(*keep)+int(k) <= r.captureLimit {
+					*keep = append(*keep, buf[:k]...)
+				}
 				if len(tail) > len(copyEnd)+1 {
 					tail = tail[len(tail)-len(copyEnd)-1:]
 				}
@@ -548,7 +585,7 @@ func readBlobs(r *reader, buf []byte) (int64, error) {
 			return n, nil
 		}
 		var t Table
-		if err := readChunks(r, buf, &t, false); err != nil {
+		if err := readChunks(r, buf, &t, false, nil); err != nil {
 			return n, err
 		}
 		n++

@@ -22,9 +22,20 @@ const maxSQLLine = 1 << 30
 // ScanSQL reads a plain SQL dump (pg_dump -Fp) and counts the rows of each COPY block.
 // It fails when the dump does not end with pg_dump's completion comment or a COPY block
 // is not terminated.
-func ScanSQL(in io.Reader) (*Summary, error) {
+func ScanSQL(in io.Reader) (*Summary, error) { return ScanSQLWith(in, Options{}) }
+
+// ScanSQLWith is ScanSQL with options.
+func ScanSQLWith(in io.Reader, o Options) (*Summary, error) {
 	br := bufio.NewReaderSize(in, 256<<10)
-	s := &Summary{}
+	s := &Summary{Captured: map[string][]byte{}}
+	capture := map[string]bool{}
+	for _, c := range o.Capture {
+		capture[c] = true
+	}
+	limit := o.CaptureLimit
+	if limit <= 0 {
+		limit = 1 << 20
+	}
 	var (
 		cur      *Table
 		off      int64
@@ -53,10 +64,19 @@ func ScanSQL(in io.Reader) (*Summary, error) {
 			case cur != nil:
 				cur.Rows++
 				cur.Bytes += int64(len(line))
+				if capture[cur.Key()] && len(s.Captured[cur.Key()])+len(line) <= limit {
+					s.Captured[cur.Key()] = append(s.Captured[cur.Key()], line...)
+				}
 			default:
 				if m := copyLine.FindSubmatch(text); m != nil {
 					schema, name := splitQualified(string(m[1]))
 					cur = &Table{Schema: schema, Name: name}
+				}
+				if v, ok := bytes.CutPrefix(text, []byte("-- Dumped from database version ")); ok {
+					s.ServerVersion = string(v)
+				}
+				if v, ok := bytes.CutPrefix(text, []byte("-- Dumped by pg_dump version ")); ok {
+					s.DumpVersion = string(v)
 				}
 				switch t := string(bytes.TrimSpace(text)); t {
 				case sqlDumpEnd:
