@@ -100,8 +100,13 @@ type stream struct {
 
 // openStream creates base (+".age" when encrypting) compressed with comp.
 func (p *partial) openStream(base, comp string) (*stream, error) {
+	return p.openStreamTo(base, comp, p.rcpt)
+}
+
+// openStreamTo is openStream encrypting to rcpt (nil: not encrypted).
+func (p *partial) openStreamTo(base, comp string, rcpt age.Recipient) (*stream, error) {
 	name := base
-	if p.rcpt != nil {
+	if rcpt != nil {
 		name += ".age"
 	}
 	out, err := p.create(name)
@@ -110,8 +115,8 @@ func (p *partial) openStream(base, comp string) (*stream, error) {
 	}
 	s := &stream{out: out}
 	var w io.Writer = out
-	if p.rcpt != nil {
-		enc, err := age.Encrypt(w, p.rcpt)
+	if rcpt != nil {
+		enc, err := age.Encrypt(w, rcpt)
 		if err != nil {
 			out.abort()
 			return nil, fmt.Errorf("backup: encrypt %s: %w", name, err)
