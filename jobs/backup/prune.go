@@ -102,4 +102,3 @@ func blobKey(b objstore.Blob) string {
 	}
 	return b.SHA256
 }
-

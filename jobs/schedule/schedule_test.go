@@ -178,5 +178,5 @@ func TestLoopStopsWhileWaiting(t *testing.T) {
 
 type blockingClock struct{ now time.Time }
 
-func (b blockingClock) Now() time.Time                       { return b.now }
+func (b blockingClock) Now() time.Time                     { return b.now }
 func (blockingClock) After(time.Duration) <-chan time.Time { return make(chan time.Time) }
