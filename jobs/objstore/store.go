@@ -21,6 +21,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 
 	"filippo.io/age"
 )
@@ -37,6 +38,7 @@ const (
 type Store struct {
 	root *os.Root
 	dir  string
+	mu   sync.Mutex // serialises "already stored?" with the rename that stores
 }
 
 // Open opens (creating if needed) the store in dir. Every access goes through an
@@ -117,7 +119,7 @@ func (s *Store) Put(r io.Reader, rcpt age.Recipient) (PutResult, error) {
 	committed := false
 	defer func() {
 		if !committed {
-			f.Close()
+			f.Close() // a second Close after the explicit one only returns an error
 			_ = s.root.Remove(tmpName)
 		}
 	}()
@@ -144,9 +146,7 @@ func (s *Store) Put(r io.Reader, rcpt age.Recipient) (PutResult, error) {
 	}
 	b := Blob{SHA256: hex.EncodeToString(h.Sum(nil)), Encrypted: rcpt != nil}
 	res := PutResult{Blob: b, Size: n}
-	if _, ok := s.Stat(b); ok {
-		return res, nil // the deferred cleanup drops the duplicate
-	}
+	// Synced before taking the lock, so parallel downloads do not queue on fsync.
 	if err := f.Sync(); err != nil {
 		return PutResult{}, fmt.Errorf("objstore: sync blob: %w", err)
 	}
@@ -156,6 +156,12 @@ func (s *Store) Put(r io.Reader, rcpt age.Recipient) (PutResult, error) {
 	}
 	if err := f.Close(); err != nil {
 		return PutResult{}, fmt.Errorf("objstore: close blob: %w", err)
+	}
+	// Two equal bodies downloaded in parallel: the second finds the first stored.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.Stat(b); ok {
+		return res, nil // the deferred cleanup drops the duplicate
 	}
 	if err := s.root.MkdirAll(b.SHA256[:2], 0o700); err != nil {
 		return PutResult{}, fmt.Errorf("objstore: create blob directory: %w", err)
