@@ -118,6 +118,7 @@ func (e *Exec) Exec(ctx context.Context, req backup.ExecRequest) (backup.Process
 	if err != nil {
 		return nil, fmt.Errorf("hostexec: %w", err)
 	}
+	growPipe(stdout)
 	tail := &tailBuffer{max: stderrTail}
 	cmd.Stderr = tail
 	if err := cmd.Start(); err != nil {
@@ -248,4 +249,21 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 		l.Buffer.Write(p[:min(room, len(p))])
 	}
 	return len(p), nil
+}
+
+// growPipe asks for a 1 MiB pipe (Linux F_SETPIPE_SZ; best effort): a dump then takes
+// a sixteenth of the read calls of the default 64 KiB pipe. SyscallConn, not Fd, so
+// the pipe stays non-blocking under Go's poller.
+func growPipe(r io.Reader) {
+	f, ok := r.(*os.File)
+	if !ok {
+		return
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		_, _, _ = syscall.Syscall(syscall.SYS_FCNTL, fd, 1031 /* F_SETPIPE_SZ */, 1<<20)
+	})
 }

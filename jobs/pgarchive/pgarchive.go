@@ -17,6 +17,7 @@ package pgarchive
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -219,6 +220,12 @@ func (r *reader) str(what string) (s string, null bool, err error) {
 		return "", false, r.errf("truncated while reading %s", what)
 	}
 	return b.String(), false, nil
+}
+
+// discard drops n bytes that are already buffered.
+func (r *reader) discard(n int) {
+	_, _ = r.r.Discard(n)
+	r.off += int64(n)
 }
 
 func (r *reader) skip(n int64, what string) error {
@@ -517,42 +524,108 @@ func readData(r *reader, s *Summary) error {
 }
 
 // readChunks reads length-prefixed chunks up to the zero length that ends a block,
-// counting lines when count is set.
+// counting lines when count is set. pg_dump writes every COPY row as a chunk of its own,
+// so the common case — whole chunks inside bufio's window — is parsed in place.
 func readChunks(r *reader, buf []byte, t *Table, count bool, keep *[]byte) error {
-	var tail []byte // the last bytes of the block, for the end-of-data marker
+	c := chunkCounter{t: t, count: count, keep: keep, limit: r.captureLimit}
 	for {
-		n, err := r.int("chunk length")
-		if err != nil {
+		done, err := c.fast(r)
+		if err != nil || done {
 			return err
 		}
-		if n == 0 {
-			if count {
-				t.Rows -= terminatorLines(tail, t.Bytes)
-			}
-			return nil
-		}
-		if n < 0 || n > maxChunk {
-			return r.errf("chunk length %d out of range", n)
-		}
-		t.Bytes += n
-		for n > 0 {
-			k := min(n, int64(len(buf)))
-			if err := r.full(buf[:k], "chunk"); err != nil {
-				return err
-			}
-			if count {
-				t.Rows += int64(bytes.Count(buf[:k], []byte{'\n'}))
-				tail = append(tail, buf[:k]...)
-				if keep != nil && len(*keep)+int(k) <= r.captureLimit {
-					*keep = append(*keep, buf[:k]...)
-				}
-				if len(tail) > len(copyEnd)+1 {
-					tail = tail[len(tail)-len(copyEnd)-1:]
-				}
-			}
-			n -= k
+		if done, err = c.slow(r, buf); err != nil || done {
+			return err
 		}
 	}
+}
+
+// chunkCounter accumulates one block's rows, bytes, tail and captured text.
+type chunkCounter struct {
+	t     *Table
+	count bool
+	keep  *[]byte
+	limit int
+	tail  []byte // the last bytes of the block, for the end-of-data marker
+}
+
+const tailLen = len(copyEnd) + 1
+
+func (c *chunkCounter) data(p []byte) {
+	c.t.Bytes += int64(len(p))
+	if !c.count {
+		return
+	}
+	c.t.Rows += int64(bytes.Count(p, []byte{'\n'}))
+	if len(p) >= tailLen {
+		c.tail = append(c.tail[:0], p[len(p)-tailLen:]...)
+	} else {
+		c.tail = append(c.tail, p...)
+		if len(c.tail) > tailLen {
+			c.tail = c.tail[len(c.tail)-tailLen:]
+		}
+	}
+	if c.keep != nil && len(*c.keep)+len(p) <= c.limit {
+		*c.keep = append(*c.keep, p...)
+	}
+}
+
+func (c *chunkCounter) end() {
+	if c.count {
+		c.t.Rows -= terminatorLines(c.tail, c.t.Bytes)
+	}
+}
+
+// fast consumes the complete chunks already buffered (4-byte integers only); anything
+// unusual is left to slow, which reports it.
+func (c *chunkCounter) fast(r *reader) (done bool, err error) {
+	if r.intSize != 4 {
+		return false, nil
+	}
+	for {
+		win, _ := r.r.Peek(r.r.Buffered())
+		i := 0
+		for len(win)-i >= 5 && win[i] == 0 {
+			n := int(binary.LittleEndian.Uint32(win[i+1 : i+5]))
+			if n == 0 {
+				r.discard(i + 5)
+				c.end()
+				return true, nil
+			}
+			if n > maxChunk || len(win)-i-5 < n {
+				break
+			}
+			c.data(win[i+5 : i+5+n])
+			i += 5 + n
+		}
+		if i == 0 {
+			return false, nil
+		}
+		r.discard(i)
+	}
+}
+
+// slow reads one chunk through the checked readers.
+func (c *chunkCounter) slow(r *reader, buf []byte) (done bool, err error) {
+	n, err := r.int("chunk length")
+	if err != nil {
+		return false, err
+	}
+	if n == 0 {
+		c.end()
+		return true, nil
+	}
+	if n < 0 || n > maxChunk {
+		return false, r.errf("chunk length %d out of range", n)
+	}
+	for n > 0 {
+		k := min(n, int64(len(buf)))
+		if err := r.full(buf[:k], "chunk"); err != nil {
+			return false, err
+		}
+		c.data(buf[:k])
+		n -= k
+	}
+	return false, nil
 }
 
 // copyEnd is what pg_dump appends to every table's COPY data ("\." and two blank
