@@ -14,6 +14,8 @@
 #   COMPANIES, YEARS   seed size (default 5000 x 3: ~11 M metric points, a 0.95 GB dump,
 #                      1.6 GB on disk with indexes)
 #   OBJECTS, OBJECT_SIZE  MinIO objects uploaded before the first backup (default 200 x 256 KiB)
+#   ROUNDS             measured rounds, each contender once per round, medians reported
+#                      (default 3: the machine is shared, single runs are noise)
 #   OUT                result file (default bench/results/backup.json)
 #   KEEP=1             keep the work directory (printed) instead of removing it
 set -euo pipefail
@@ -24,6 +26,7 @@ YEARS=${YEARS:-3}
 OBJECTS=${OBJECTS:-200}
 OBJECT_SIZE=${OBJECT_SIZE:-262144}
 OUT=${OUT:-bench/results/backup.json}
+ROUNDS=${ROUNDS:-3}
 CACHE=${CORPINTEL_CACHE:-$HOME/.cache/corpintel}
 PGBIN=${CORPINTEL_PG_BINDIR:-/usr/lib/postgresql/15/bin}
 MINIO=${CORPINTEL_MINIO_BIN:-$(find "$CACHE/tools" -path '*/minio-*/minio' -type f 2>/dev/null | head -n1 || true)}
@@ -78,7 +81,7 @@ chown "$PGUSER_OS" "$work/pg" "$work/sock" 2>/dev/null || true
 as_pg "$PGBIN/initdb" -D "$work/pg" -U postgres --auth=trust --encoding=UTF8 --locale=C --no-sync >/dev/null
 PGPORT=$(free_port)
 # Only the socket in the work dir (trust auth is for this throw-away server alone).
-as_pg "$PGBIN/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w -o "-p $PGPORT -k $work/sock -c listen_addresses= -c shared_buffers=256MB -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_wal_size=4GB" start >/dev/null
+as_pg "$PGBIN/pg_ctl" -D "$work/pg" -l "$work/sock/pg.log" -w -o "-p $PGPORT -k $work/sock -c listen_addresses= -c shared_buffers=256MB -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_wal_size=4GB" start >/dev/null
 export PGHOST=$work/sock PGPORT PGUSER=postgres
 "$PGBIN/psql" -XAtqc "CREATE DATABASE bench" >/dev/null
 log "PostgreSQL 15 on $PGHOST:$PGPORT"
@@ -120,4 +123,4 @@ fi
 # --- measure -------------------------------------------------------------------------
 seed_info=$(printf '{"seed":"corpintel api seed --companies %s --years %s","seed_seconds":%s}' "$COMPANIES" "$YEARS" "$seed_s")
 go run ./bench/cmd/backupbench -pg-host "$PGHOST" -pg-port "$PGPORT" -pg-db bench -pg-user postgres \
-	-redis "127.0.0.1:$RPORT" "${minio_args[@]}" -work "$work/bench" -out "$OUT" -seed-info "$seed_info"
+	-redis "127.0.0.1:$RPORT" "${minio_args[@]}" -work "$work/bench" -rounds "$ROUNDS" -out "$OUT" -seed-info "$seed_info"
