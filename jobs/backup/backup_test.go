@@ -382,6 +382,11 @@ func TestTamperedBackupsAreCaught(t *testing.T) {
 	if v := verify(); v.Verified || !strings.Contains(v.Summary(), "1 object bodies missing") {
 		t.Errorf("missing blob: %s", v.Summary())
 	}
+	// A kit file gone: named as missing, and its checksum fails.
+	must(t, os.Remove(filepath.Join(res.Dir, "kit", "config.toml")))
+	if v := verify(); v.Verified || !strings.Contains(v.Summary(), "kit/config.toml is missing") {
+		t.Errorf("missing kit file: %s", v.Summary())
+	}
 	// An edited manifest is unreadable; listing says so and Verify refuses.
 	mp := filepath.Join(res.Dir, backup.ManifestFile)
 	b, _ := os.ReadFile(mp)
@@ -417,5 +422,88 @@ func TestPinAndUnpin(t *testing.T) {
 	}
 	if err := backup.Pin(e.cfg.Root, "../../etc", true, time.Now()); err == nil {
 		t.Error("pinned outside the root")
+	}
+}
+
+// Every source failing in its own way: a clear error naming it, nothing that looks
+// like a backup left behind, and the failure recorded for the tier.
+func TestSourceFailuresAreClear(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(e *env)
+		want  string
+	}{
+		{"redis down", func(e *env) { e.redis.Stop(e.t) }, "redis"},
+		{"minio down", func(e *env) { e.minio.Stop(e.t) }, "is MinIO up?"},
+		{"wrong RDB path", func(e *env) { e.cfg.Redis.RDBPath = "/nonexistent/dump.rdb" }, "cat /nonexistent/dump.rdb exited"},
+		{"config file missing", func(e *env) { e.cfg.Kit.ConfigFile = "/nonexistent/corpintel.toml" }, "kit: config"},
+		{"state store missing", func(e *env) { e.cfg.Kit.StateDB = "/nonexistent/state.db" }, "state store"},
+		{"secrets dir missing", func(e *env) { e.cfg.Kit.SecretsDir = "/nonexistent/secrets" }, "kit: secrets directory"},
+		{"container gone", func(e *env) { e.exec.Down = map[string]bool{"pg": true} }, "start pg_dump in pg"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var e *env
+			if strings.HasPrefix(tt.name, "redis") || strings.HasPrefix(tt.name, "minio") {
+				e = newPrivateEnv(t, tt.name)
+			} else {
+				e = newEnv(t, envOpts{})
+			}
+			e.seed()
+			tt.setup(e)
+			_, err := e.runner().Run(context.Background(), "daily")
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, tt.want)
+			}
+			if c, p := complete(t, e.cfg.Root), partials(t, e.cfg.Root); len(c) != 0 || len(p) != 0 {
+				t.Errorf("left behind: %v %v", c, p)
+			}
+			st, _ := backup.Status(e.cfg.Root)
+			if st["daily"].LastFailure.IsZero() {
+				t.Errorf("failure not recorded: %+v", st)
+			}
+		})
+	}
+}
+
+// newPrivateEnv gives the test Redis or MinIO servers of its own, so it can stop them.
+func newPrivateEnv(t *testing.T, name string) *env {
+	t.Helper()
+	e := newEnv(t, envOpts{})
+	if strings.HasPrefix(name, "redis") {
+		e.redis = testenv.RedisServer(t)
+		host, port := splitHostPort(t, e.redis.Addr)
+		e.cfg.Redis = &backup.RedisSource{Container: "redis", Host: host, Port: port, Password: e.redis.Password}
+	} else {
+		e.minio = testenv.MinIOServer(t)
+		e.cfg.MinIO = &backup.MinIOSource{Endpoint: e.minio.Endpoint, AccessKey: e.minio.AccessKey, SecretKey: e.minio.SecretKey, Buckets: []string{e.minio.Bucket}}
+	}
+	return e
+}
+
+// Without a tool runner pg_restore --list cannot run: the backup is kept but never green.
+func TestNoToolRunnerIsNeverGreen(t *testing.T) {
+	e := newEnv(t, envOpts{noRedis: true, noMinIO: true})
+	e.seed()
+	e.deps.Tools, e.deps.Lock = nil, nil
+	res, err := e.runner().Run(context.Background(), "daily")
+	if !errors.Is(err, backup.ErrNotVerified) || !strings.Contains(err.Error(), "pg_restore: no tool runner") || res.Verified {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// A wrong Redis password is a clear failure, not a hang waiting for BGSAVE.
+func TestRedisWrongPassword(t *testing.T) {
+	e := newEnv(t, envOpts{noMinIO: true})
+	e.seed()
+	// The first run uses the runner's own poll timer while BGSAVE runs.
+	e.deps.Poll = nil
+	if _, err := e.runner().Run(context.Background(), "daily"); err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.Redis.Password = "wrong"
+	_, err := e.runner().Run(context.Background(), "daily")
+	if err == nil || !strings.Contains(err.Error(), "redis") {
+		t.Fatalf("err = %v", err)
 	}
 }

@@ -136,9 +136,7 @@ func (r *Runner) verifyDir(ctx context.Context, root *os.Root, dir string, m *Ma
 			r.checksumOnly(d, f, &v)
 		}
 	}
-	for _, p := range sanity(m, prev, r.cfg.Sanity) {
-		v.Problems = append(v.Problems, p)
-	}
+	v.Problems = append(v.Problems, sanity(m, prev, r.cfg.Sanity)...)
 	if prev != nil {
 		v.pass("sanity vs " + prev.Tier + "/" + prev.Name)
 	}

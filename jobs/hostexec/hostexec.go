@@ -50,7 +50,7 @@ var (
 func PGBinDir() string {
 	for _, d := range []string{os.Getenv("CORPINTEL_PG_BINDIR"), "/usr/lib/postgresql/15/bin"} {
 		if d != "" {
-			if _, err := os.Stat(filepath.Join(d, "pg_dump")); err == nil {
+			if _, err := os.Stat(filepath.Join(d, "pg_dump")); err == nil { // #nosec G703 -- a directory the developer points the tests at
 				return d
 			}
 		}
@@ -132,10 +132,9 @@ type process struct {
 	stdout io.ReadCloser
 	stderr *tailBuffer
 
-	once   sync.Once
-	exit   backup.Exit
-	err    error
-	closed bool
+	once sync.Once
+	exit backup.Exit
+	err  error
 }
 
 func (p *process) Read(b []byte) (int, error) { return p.stdout.Read(b) }

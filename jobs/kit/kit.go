@@ -47,18 +47,16 @@ func GenerateIdentity(path string, now time.Time) (recipient string, err error) 
 	if err != nil {
 		return "", fmt.Errorf("kit: create %s: %w", path, err)
 	}
-	if _, err := f.WriteString(body); err != nil {
-		f.Close()
+	_, err = f.WriteString(body)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		os.Remove(path)
 		return "", fmt.Errorf("kit: write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(path)
-		return "", fmt.Errorf("kit: sync %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return "", fmt.Errorf("kit: close %s: %w", path, err)
 	}
 	return id.Recipient().String(), nil
 }
@@ -132,6 +130,9 @@ func ParseRecipient(s string) (age.Recipient, error) {
 // Encrypt returns a writer that encrypts to r and writes to w; Close finishes the
 // stream (without it the ciphertext is truncated and refused by Decrypt).
 func Encrypt(w io.Writer, r age.Recipient) (io.WriteCloser, error) {
+	if r == nil {
+		return nil, errors.New("kit: no recipient to encrypt to: set the kit recipient (age1…)")
+	}
 	wc, err := age.Encrypt(w, r)
 	if err != nil {
 		return nil, fmt.Errorf("kit: start encryption: %w", err)

@@ -172,7 +172,7 @@ func TestSnapshotSQLiteWhileWritten(t *testing.T) {
 			_, _ = db.Exec("INSERT INTO kv VALUES (?, 'w')", "w"+strings.Repeat("x", i%50)+string(rune('a'+i%26))+time.Now().String())
 		}
 	}()
-	dst := filepath.Join(dir, "copy", "state.db")
+	dst := filepath.Join(dir, "operator's copy", "state.db") // a quote in the path: bound, not spliced
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -334,5 +334,44 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestKitErrorPaths(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	must(t, os.WriteFile(file, []byte("x"), 0o600))
+	if _, err := GenerateIdentity(filepath.Join(file, "sub", "kit.key"), time.Now()); err == nil {
+		t.Error("identity under a file")
+	}
+	if _, err := Encrypt(io.Discard, nil); err == nil {
+		t.Error("encryption without a recipient")
+	}
+	if err := CheckSQLite(context.Background(), dir); err == nil {
+		t.Error("a directory passed the integrity check")
+	}
+	// Nested directories and a file larger than the copy buffer survive the round trip.
+	src := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(src, "a", "b"), 0o700))
+	big := bytes.Repeat([]byte("k"), 3<<20)
+	must(t, os.WriteFile(filepath.Join(src, "a", "b", "big"), big, 0o600))
+	var buf bytes.Buffer
+	if n, err := WriteTar(&buf, src); err != nil || n != 1 {
+		t.Fatalf("WriteTar %d %v", n, err)
+	}
+	dst := t.TempDir()
+	if _, err := ExtractTar(bytes.NewReader(buf.Bytes()), dst); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dst, "a", "b", "big")); !bytes.Equal(got, big) {
+		t.Error("big file differs")
+	}
+	// Extracting twice into the same place refuses to overwrite.
+	if _, err := ExtractTar(bytes.NewReader(buf.Bytes()), dst); err == nil {
+		t.Error("overwrote an existing secret")
+	}
+	// A tar whose body is shorter than its header says.
+	if _, err := ExtractTar(bytes.NewReader(buf.Bytes()[:len(buf.Bytes())/2]), t.TempDir()); err == nil {
+		t.Error("truncated tar accepted")
 	}
 }

@@ -24,7 +24,8 @@ func SnapshotSQLite(ctx context.Context, src, dst string) error {
 		return fmt.Errorf("kit: open %s: %w", src, err)
 	}
 	defer db.Close()
-	if _, err := db.ExecContext(ctx, "VACUUM INTO "+quoteSQL(dst)); err != nil {
+	// VACUUM INTO takes an expression: the path goes in as a bound parameter.
+	if _, err := db.ExecContext(ctx, "VACUUM INTO ?", dst); err != nil {
 		return fmt.Errorf("kit: copy state store %s to %s: %w", src, dst, err)
 	}
 	return nil
@@ -63,5 +64,3 @@ func CheckSQLite(ctx context.Context, path string) error {
 	}
 	return nil
 }
-
-func quoteSQL(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

@@ -26,7 +26,7 @@ func WriteTar(w io.Writer, dir string) (files int, err error) {
 	tw := tar.NewWriter(w)
 	root, err := os.OpenRoot(dir)
 	if err != nil {
-		return 0, fmt.Errorf("kit: open %s: %w", dir, err)
+		return 0, fmt.Errorf("kit: secrets directory: %w", err)
 	}
 	defer root.Close()
 	err = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
