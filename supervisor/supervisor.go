@@ -33,6 +33,8 @@ import (
 	"github.com/corpintel/corpintel/supervisor/localapi"
 	"github.com/corpintel/corpintel/supervisor/reconcile"
 	"github.com/corpintel/corpintel/supervisor/state"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Engine is the Docker Engine as the daemon uses it (internal/docker.Client): what the
@@ -62,6 +64,9 @@ type Options struct {
 	Hangup <-chan os.Signal
 	// Ready is called once the listeners are up and the loop runs.
 	Ready func(apiURL string)
+	// Metrics is the registry of the supervisor's own exposition (/metrics on the
+	// loopback listener); nil makes a new one. Parts register their collectors on it.
+	Metrics *prometheus.Registry
 	// Resume continues operations of a kind that a previous supervisor left running
 	// (found in the journal at start). An operation of a kind without one is marked
 	// interrupted and reported in status.
@@ -78,6 +83,7 @@ type Daemon struct {
 	status  *health.Collector
 	store   *state.Store
 	owner   string // this process, as the owner of the operations it runs
+	metrics *prometheus.Registry
 	kick    chan struct{}
 	running atomic.Bool
 
@@ -98,7 +104,10 @@ func New(opts Options) (*Daemon, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	d := &Daemon{opts: opts, log: opts.Log, now: opts.Now, proxy: edge.NewProxy(opts.Log), status: health.NewCollector(opts.Engine),
+	if opts.Metrics == nil {
+		opts.Metrics = prometheus.NewRegistry()
+	}
+	d := &Daemon{opts: opts, metrics: opts.Metrics, log: opts.Log, now: opts.Now, proxy: edge.NewProxy(opts.Log), status: health.NewCollector(opts.Engine),
 		store: opts.Store, kick: make(chan struct{}, 1),
 		owner: fmt.Sprintf("supervisor pid %d started %s", os.Getpid(), opts.Now().UTC().Format(time.RFC3339Nano))}
 	rec, err := reconcile.New(reconcile.Options{Config: opts.Config, Engine: opts.Engine, Store: opts.Store, Log: opts.Log, Now: opts.Now,
@@ -119,6 +128,9 @@ func (d *Daemon) setBackends(s reconcile.Snapshot) {
 	}
 	d.proxy.SetBackends(s.Backends(stack.ServiceAPI, stack.PortAPI))
 }
+
+// Metrics is the registry of the supervisor's /metrics.
+func (d *Daemon) Metrics() *prometheus.Registry { return d.metrics }
 
 // Proxy returns the loopback proxy (the edge wraps it later).
 func (d *Daemon) Proxy() *edge.Proxy { return d.proxy }
@@ -148,7 +160,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	proxySrv := edge.NewServer(d.proxy, d.log)
+	proxySrv := edge.NewServer(edge.Loopback(d.proxy, promhttp.HandlerFor(d.metrics, promhttp.HandlerOpts{Registry: d.metrics})), d.log)
 	localSrv := &http.Server{Handler: localapi.NewHandler(d, d.log), ReadHeaderTimeout: 10 * time.Second}
 
 	errc := make(chan error, 4)

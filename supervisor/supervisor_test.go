@@ -230,7 +230,18 @@ func TestDaemonOperations(t *testing.T) {
 	}
 	td2 := newTestDaemon(t, td.eng, stateDir, nil)
 	c2 := td2.run(t)
-	time.Sleep(3 * 200 * time.Millisecond) // three resyncs: nothing may start
+	// Three passes of the new supervisor's loop (resync 200 ms): nothing may start.
+	seen := map[time.Time]bool{}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(seen) < 3 && time.Now().Before(deadline) {
+		if at := td2.d.Reconciler().LastPass().At; !at.IsZero() {
+			seen[at] = true
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval
+	}
+	if len(seen) < 3 {
+		t.Fatalf("the loop ran %d passes", len(seen))
+	}
 	for _, n := range td.eng.Names() {
 		if strings.HasSuffix(n, ":running") {
 			t.Errorf("%s started although the stack was stopped", n)

@@ -295,3 +295,31 @@ func benchGet(b *testing.B, url string) {
 		}
 	})
 }
+
+func TestLoopbackServesOwnMetrics(t *testing.T) {
+	_, a := backendServer(t, "replica")
+	p := NewProxy(discardLog())
+	p.SetBackends([]string{a})
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "supervisor_metric 1\n") })
+	front := httptest.NewServer(Loopback(p, metrics))
+	defer front.Close()
+	for path, want := range map[string]string{"/metrics": "supervisor_metric 1\n", "/health": "replica", "/metricsx": "replica"} {
+		resp, err := http.Get(front.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != want {
+			t.Errorf("%s answered %q, want %q", path, body, want)
+		}
+	}
+	resp, err := http.Post(front.URL+"/metrics", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST /metrics: %d", resp.StatusCode)
+	}
+}
