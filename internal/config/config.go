@@ -79,6 +79,8 @@ type Config struct {
 	Postgres Postgres `toml:"postgres"`
 	Redis    Redis    `toml:"redis"`
 	MinIO    MinIO    `toml:"minio"`
+	Metrics  Metrics  `toml:"metrics"`
+	Alerts   Alerts   `toml:"alerts"`
 
 	// File is the config file that was read, "" when none was.
 	File string `toml:"-"`
@@ -174,6 +176,7 @@ func Default(profile string) *Config {
 		Redis: Redis{Resources: Resources{Image: "corpintel/redis:7", CPUs: 1, Memory: 2 * GiB}},
 		MinIO: MinIO{Resources: Resources{Image: "corpintel/minio:latest", CPUs: 1, Memory: 2 * GiB}, Bucket: "corporate-documents"},
 	}
+	c.Metrics = defaultMetrics()
 	switch profile {
 	case "prod":
 		c.Monitoring = true
@@ -575,5 +578,6 @@ func (c *Config) validate() error {
 	if !bucketRE.MatchString(c.MinIO.Bucket) {
 		bad("minio.bucket", "must be a valid bucket name (3–63 of a-z, 0-9, '.', '-'), got %q", c.MinIO.Bucket)
 	}
+	c.Metrics.validate(bad)
 	return errors.Join(errs...)
 }
