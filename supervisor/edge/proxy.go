@@ -151,6 +151,7 @@ type problem struct {
 }
 
 func writeProblem(w http.ResponseWriter, r *http.Request, status int, title, detail string) {
+	markAnswered(r)
 	w.Header().Set(requestIDHeader, r.Header.Get(requestIDHeader))
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
