@@ -84,6 +84,7 @@ type Daemon struct {
 	store   *state.Store
 	owner   string // this process, as the owner of the operations it runs
 	metrics *prometheus.Registry
+	obs     *observability // metrics collectors and alerts (alerting.go)
 	kick    chan struct{}
 	running atomic.Bool
 
@@ -116,6 +117,9 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.rec = rec
+	if d.obs, err = newObservability(opts.Config, d); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -158,10 +162,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 		_ = localLn.Close()
 		return err
 	}
+	runObservability, err := d.startObservability(ctx, "http://"+proxyLn.Addr().String()+"/health")
+	if err != nil {
+		_ = proxyLn.Close()
+		_ = localLn.Close()
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	proxySrv := edge.NewServer(edge.Loopback(d.proxy, promhttp.HandlerFor(d.metrics, promhttp.HandlerOpts{Registry: d.metrics})), d.log)
-	localSrv := &http.Server{Handler: localapi.NewHandler(d, d.log), ReadHeaderTimeout: 10 * time.Second}
+	proxySrv := edge.NewServer(edge.Loopback(d.obs.edge.Wrap(d.proxy), promhttp.HandlerFor(d.metrics, promhttp.HandlerOpts{Registry: d.metrics})), d.log)
+	localSrv := &http.Server{Handler: localapi.NewHandler(d, d.log), ReadHeaderTimeout: 10 * time.Second, ConnContext: localapi.ConnContext}
 
 	errc := make(chan error, 4)
 	var wg sync.WaitGroup
@@ -181,6 +191,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	})
 	wg.Go(func() { d.watchHangup(ctx) })
+	wg.Go(func() { runObservability(ctx) })
 	d.running.Store(true)
 	d.mu.Lock()
 	d.localLn = localLn

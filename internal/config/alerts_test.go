@@ -135,8 +135,8 @@ func TestMetricsConfig(t *testing.T) {
 		t.Fatalf("env: %v %+v", err, cfg.Metrics)
 	}
 	for body, want := range map[string]string{
-		"[metrics]\ninterval = \"100ms\"\n":         `key "metrics.interval": must be between 1s and 5m, got 100ms`,
-		"[metrics]\ninterval = \"1h\"\n":            `key "metrics.interval"`,
+		"[metrics]\ninterval = \"100ms\"\n":        `key "metrics.interval": must be between 1s and 5m, got 100ms`,
+		"[metrics]\ninterval = \"1h\"\n":           `key "metrics.interval"`,
 		"[metrics]\ndisk_paths = [\"relative\"]\n": `key "metrics.disk_paths": entry 0 must be an absolute path`,
 	} {
 		if _, _, err := Load(Options{Path: writeFile(t, body)}); err == nil || !strings.Contains(err.Error(), want) {

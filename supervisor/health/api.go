@@ -36,17 +36,17 @@ const (
 )
 
 var (
-	famAPIUp           = gauge("corpintel_api_up", "1 when the last health check of the API through the edge (GET /health) answered 200.")
-	famAPIHealthFails  = gauge(alerts.MetricAPIHealthFailures, "Consecutive failed health checks of the API through the edge (0 after a success).")
-	famAPIReplicaUp    = gauge("corpintel_api_replica_scrape_up", "1 when the replica's /metrics answered the supervisor's last scrape.", "replica")
-	famAPIRequests     = counter(alerts.MetricAPIRequests, "Requests answered, per replica and status class; replica \"edge\" counts what the edge answered itself because no replica did. A replica's count continues across replacements of its container while this supervisor runs.", "replica", "code_class")
-	famAPIRate         = gauge("corpintel_api_request_rate_per_second", "Requests per second over the last 5 minutes, all replicas and the edge.")
-	famAPIErrorRatio   = gauge("corpintel_api_error_ratio", "Share of requests answered with 5xx over the last 5 minutes (including those the edge answered because no replica did).")
-	famAPILatencyP50   = gauge("corpintel_api_request_duration_p50_seconds", "Median API request duration over the last 5 minutes, all replicas.")
-	famAPILatencyP95   = gauge("corpintel_api_request_duration_p95_seconds", "95th percentile of API request durations over the last 5 minutes, all replicas.")
-	famAPILatencyP99   = gauge("corpintel_api_request_duration_p99_seconds", "99th percentile of API request durations over the last 5 minutes, all replicas.")
-	famDBQueryP95      = gauge(alerts.MetricDBQueryP95, "95th percentile of the API's database query durations over the last 5 minutes, all replicas (Database Slow).")
-	famAPIWindowSpan   = gauge("corpintel_api_window_seconds", "Seconds the 5-minute API aggregates actually cover (less right after the supervisor started).")
+	famAPIUp          = gauge("corpintel_api_up", "1 when the last health check of the API through the edge (GET /health) answered 200.")
+	famAPIHealthFails = gauge(alerts.MetricAPIHealthFailures, "Consecutive failed health checks of the API through the edge (0 after a success).")
+	famAPIReplicaUp   = gauge("corpintel_api_replica_scrape_up", "1 when the replica's /metrics answered the supervisor's last scrape.", "replica")
+	famAPIRequests    = counter(alerts.MetricAPIRequests, "Requests answered, per replica and status class; replica \"edge\" counts what the edge answered itself because no replica did. A replica's count continues across replacements of its container while this supervisor runs.", "replica", "code_class")
+	famAPIRate        = gauge("corpintel_api_request_rate_per_second", "Requests per second over the last 5 minutes, all replicas and the edge.")
+	famAPIErrorRatio  = gauge("corpintel_api_error_ratio", "Share of requests answered with 5xx over the last 5 minutes (including those the edge answered because no replica did).")
+	famAPILatencyP50  = gauge("corpintel_api_request_duration_p50_seconds", "Median API request duration over the last 5 minutes, all replicas.")
+	famAPILatencyP95  = gauge("corpintel_api_request_duration_p95_seconds", "95th percentile of API request durations over the last 5 minutes, all replicas.")
+	famAPILatencyP99  = gauge("corpintel_api_request_duration_p99_seconds", "99th percentile of API request durations over the last 5 minutes, all replicas.")
+	famDBQueryP95     = gauge(alerts.MetricDBQueryP95, "95th percentile of the API's database query durations over the last 5 minutes, all replicas (Database Slow).")
+	famAPIWindowSpan  = gauge("corpintel_api_window_seconds", "Seconds the 5-minute API aggregates actually cover (less right after the supervisor started).")
 	// apiCodeClasses are the classes counted; every replica has all of them from its
 	// first scrape, so its first errors count from a zero baseline (1xx are interim
 	// answers, not requests answered).

@@ -113,7 +113,11 @@ func TestAPICollector(t *testing.T) {
 	edge := map[string]float64{"5xx": 0}
 	var edgeMu sync.Mutex
 	a := NewAPI(APIOptions{Snapshot: snapshot, Port: port, HealthURL: "http://" + hl.Addr().String() + "/health", Now: clk.Now,
-		EdgeAnswered: func() map[string]float64 { edgeMu.Lock(); defer edgeMu.Unlock(); return map[string]float64{"5xx": edge["5xx"]} }})
+		EdgeAnswered: func() map[string]float64 {
+			edgeMu.Lock()
+			defer edgeMu.Unlock()
+			return map[string]float64{"5xx": edge["5xx"]}
+		}})
 	m, err := NewMetrics(MetricsOptions{Sources: []Source{a}, Interval: 15 * time.Second, Now: clk.Now,
 		Needs: map[string]time.Duration{alerts.MetricAPIRequests: 5 * time.Minute}})
 	if err != nil {

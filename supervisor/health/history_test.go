@@ -77,4 +77,3 @@ func TestHistoryFineRingBounded(t *testing.T) {
 		t.Errorf("fine ring of %d points for a day at 1 s", h.fineMax)
 	}
 }
-

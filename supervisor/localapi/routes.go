@@ -58,6 +58,10 @@ var Routes = []Route{
 		return done(w, ops.CreateAdmin(r.Context(), req.Email, []byte(req.Password)))
 	}},
 	{http.MethodGet, "/v1/logs", "a service's logs (follow=1 streams)", serveLogs},
+	{http.MethodGet, "/v1/alerts", "active and recent alerts, silences and channels", serveAlerts},
+	{http.MethodPost, "/v1/alerts/silences", "silence alerts for a while", serveSilence},
+	{http.MethodPost, "/v1/alerts/unsilence", "end a silence now", serveUnsilence},
+	{http.MethodPost, "/v1/alerts/test", "send a test notification through a channel", serveTestChannel},
 }
 
 func serveLogs(ops Operations, w http.ResponseWriter, r *http.Request) error {

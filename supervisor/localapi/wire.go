@@ -25,6 +25,7 @@ type Operations interface {
 	// CreateAdmin creates an API admin user by a one-shot job; the password travels
 	// in the request body and into the job as a file, never in argv or environment.
 	CreateAdmin(ctx context.Context, email string, password []byte) error
+	AlertOperations
 }
 
 // LogOptions select what `corpintel logs` shows.
