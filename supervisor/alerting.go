@@ -11,6 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/corpintel/corpintel/internal/config"
 	"github.com/corpintel/corpintel/internal/stack"
 	"github.com/corpintel/corpintel/supervisor/alerts"
@@ -93,6 +96,15 @@ func newObservability(cfg *config.Config, d *Daemon) (*observability, error) {
 	if err != nil {
 		return nil, fmt.Errorf("edge metrics: %w", err)
 	}
+	// The supervisor's own footprint (RSS, goroutines, GC) beside what it watches.
+	for _, c := range []prometheus.Collector{collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector()} {
+		if err := d.metrics.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return nil, fmt.Errorf("process metrics: %w", err)
+			}
+		}
+	}
 	return &observability{edge: em, alerts: ac}, nil
 }
 
@@ -133,23 +145,36 @@ func (d *Daemon) secret(name string) health.Secret {
 	return func() (string, error) { return reconcile.ReadSecret(d.rec.Config().StateDir, name) }
 }
 
+// desired reports whether a service should run: not after `corpintel stop` or with a
+// scale of 0 (a choice, not an outage). When the store cannot tell, it should.
+func (d *Daemon) desired(service string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if stopped, err := d.rec.Stopped(ctx); err == nil && stopped {
+		return false
+	}
+	n, err := d.rec.Scale(ctx, service)
+	return err != nil || n > 0
+}
+
 // sources builds the collectors.
 func (d *Daemon) sources(ctx context.Context, healthURL string) ([]health.Source, func()) {
 	cfg := d.rec.Config()
 	probes := reconcile.ReadyProbes(cfg)
 	snap := d.rec.Snapshot
 	paths := append([]string{"/", cfg.StateDir, d.engineRootDir(ctx), backupRoot(cfg)}, cfg.Metrics.DiskPaths...)
-	pg := health.NewPostgres(health.PostgresOptions{Target: health.ServiceTarget(snap, stack.ServicePostgres), Probe: probes[stack.ServicePostgres],
+	pg := health.NewPostgres(health.PostgresOptions{Desired: d.desired, Target: health.ServiceTarget(snap, stack.ServicePostgres), Probe: probes[stack.ServicePostgres],
 		Port: stack.PortPostgres, User: cfg.Postgres.User, DB: cfg.Postgres.DB, Password: d.secret(stack.SecretPostgresPassword)})
-	rd := health.NewRedis(health.RedisOptions{Target: health.ServiceTarget(snap, stack.ServiceRedis), Probe: probes[stack.ServiceRedis],
+	rd := health.NewRedis(health.RedisOptions{Desired: d.desired, Target: health.ServiceTarget(snap, stack.ServiceRedis), Probe: probes[stack.ServiceRedis],
 		Port: stack.PortRedis, Password: d.secret(stack.SecretRedisPassword)})
 	srcs := []health.Source{
 		health.NewHost(health.HostOptions{Paths: paths}),
 		health.NewContainers(health.ContainersOptions{Snapshot: snap, Usage: d.opts.Engine, Now: d.now}),
 		pg, rd,
-		health.NewMinIO(health.MinIOOptions{Target: health.ServiceTarget(snap, stack.ServiceMinIO), Probe: probes[stack.ServiceMinIO],
+		health.NewMinIO(health.MinIOOptions{Desired: d.desired, Target: health.ServiceTarget(snap, stack.ServiceMinIO), Probe: probes[stack.ServiceMinIO],
 			Port: stack.PortMinIO, AccessKey: d.secret(stack.SecretMinIORootUser), SecretKey: d.secret(stack.SecretMinIORootPassword), Now: d.now}),
-		health.NewAPI(health.APIOptions{Snapshot: snap, Port: stack.PortAPI, HealthURL: healthURL, EdgeAnswered: d.obs.edge.EdgeAnswered, Now: d.now}),
+		health.NewAPI(health.APIOptions{Snapshot: snap, Port: stack.PortAPI, HealthURL: healthURL, ProbeHeader: edge.ProbeHeader,
+			Desired: d.desired, StartGrace: time.Duration(cfg.Metrics.APIStartGrace), EdgeAnswered: d.obs.edge.EdgeAnswered, Now: d.now}),
 	}
 	if p, ok := d.opts.Engine.(health.Pinger); ok {
 		srcs = append(srcs, health.Docker{Engine: p})

@@ -182,6 +182,7 @@ func TestDaemonAlerts(t *testing.T) {
 	t.Cleanup(hook.Close)
 	td := newTestDaemon(t, nil, t.TempDir(), func(o *Options) {
 		o.Config.Metrics.Interval = config.Duration(time.Second)
+		o.Config.Metrics.APIStartGrace = 0
 		o.Config.Alerts = alertsTable(t, `
 evaluation_interval = "1s"
 group_wait = "1s"
@@ -274,5 +275,26 @@ func TestAlertOperationsWithoutRun(t *testing.T) {
 	}
 	if td.d.MetricsHistory("x", nil, time.Time{}) != nil {
 		t.Error("history without Run")
+	}
+}
+
+// Services stopped or scaled to 0 on purpose are not "down".
+func TestDesired(t *testing.T) {
+	ctx := context.Background()
+	td := newTestDaemon(t, nil, t.TempDir(), nil)
+	if !td.d.desired("postgres") || !td.d.desired("api") {
+		t.Fatal("a fresh stack is wanted")
+	}
+	if err := td.d.rec.SetScale(ctx, "api", 0); err != nil {
+		t.Fatal(err)
+	}
+	if td.d.desired("api") || !td.d.desired("postgres") {
+		t.Error("scale api=0")
+	}
+	if err := td.store.SetStopped(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if td.d.desired("postgres") {
+		t.Error("after stop")
 	}
 }

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -21,6 +22,12 @@ type Metrics struct {
 	// engine, which reads it without a Gather).
 	answered [6]atomic.Uint64
 }
+
+// ProbeHeader marks the supervisor's own health checks through the edge: they are
+// served like any request but not counted (a check answered 503 during an outage is
+// not a client's error, and would keep the error rate up after the outage). Honoured
+// only from loopback peers.
+const ProbeHeader = "X-Corpintel-Probe"
 
 // Values of the answered_by label.
 const (
@@ -61,6 +68,9 @@ func (m *Metrics) Wrap(h http.Handler) http.Handler {
 		var byEdge atomic.Bool
 		sw := &statusWriter{ResponseWriter: w}
 		h.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), answeredKey{}, &byEdge)))
+		if r.Header.Get(ProbeHeader) != "" && fromLoopback(r) {
+			return
+		}
 		status := sw.status
 		if status == 0 {
 			status = http.StatusOK
@@ -92,6 +102,15 @@ func CodeClass(status int) string {
 		return "5xx"
 	}
 	return strconv.Itoa(status/100) + "xx"
+}
+
+func fromLoopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 type answeredKey struct{}

@@ -48,16 +48,31 @@ func TestMetricsCountWhoAnswered(t *testing.T) {
 		t.Fatalf("dead backend: %d", code)
 	}
 
+	// The supervisor's own checks from loopback are served, not counted; the header
+	// from elsewhere changes nothing.
+	probe := httptest.NewRequest(http.MethodGet, "/health", nil)
+	probe.Header.Set(ProbeHeader, "1")
+	probe.RemoteAddr = "127.0.0.1:40000"
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, probe)
+	if rec.Code/100 != 5 {
+		t.Fatalf("probe not served: %d", rec.Code)
+	}
+	spoofed := httptest.NewRequest(http.MethodGet, "/health", nil)
+	spoofed.Header.Set(ProbeHeader, "1")
+	spoofed.RemoteAddr = "203.0.113.9:40000"
+	h.ServeHTTP(httptest.NewRecorder(), spoofed)
+
 	count := func(class, who string) float64 {
 		return testutil.ToFloat64(m.requests.WithLabelValues(class, who))
 	}
-	if count("5xx", AnsweredByEdge) != 2 || count("5xx", AnsweredByReplica) != 1 || count("2xx", AnsweredByReplica) != 1 || count("2xx", AnsweredByEdge) != 0 {
+	if count("5xx", AnsweredByEdge) != 3 || count("5xx", AnsweredByReplica) != 1 || count("2xx", AnsweredByReplica) != 1 || count("2xx", AnsweredByEdge) != 0 {
 		t.Errorf("counts: edge 5xx %v, replica 5xx %v, replica 2xx %v", count("5xx", AnsweredByEdge), count("5xx", AnsweredByReplica), count("2xx", AnsweredByReplica))
 	}
-	if got := m.EdgeAnswered(); got["5xx"] != 2 || got["2xx"] != 0 || len(got) != 5 {
+	if got := m.EdgeAnswered(); got["5xx"] != 3 || got["2xx"] != 0 || len(got) != 5 {
 		t.Errorf("EdgeAnswered = %v", got)
 	}
-	if n := testutil.CollectAndCount(m.duration); n != 1 {
+	if n := testutil.CollectAndCount(m.duration); n != 1 || fromLoopback(&http.Request{RemoteAddr: "garbage"}) {
 		t.Errorf("duration histogram series: %d", n)
 	}
 	// Every class × answerer exists from the start (a rate needs no first request).

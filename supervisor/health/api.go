@@ -63,6 +63,16 @@ type APIOptions struct {
 	Port int
 	// HealthURL is GET /health through the supervisor's own edge: what a client sees.
 	HealthURL string
+	// ProbeHeader is set on the health checks so the edge does not count them as
+	// client requests (edge.ProbeHeader).
+	ProbeHeader string
+	// Desired says whether the API should run; while it should not (stopped, scaled
+	// to 0) failed checks do not count.
+	Desired Desired
+	// StartGrace: after the API is (re)started (the supervisor starts, or the API is
+	// wanted again), failed checks count only once it answered or this long passed —
+	// a cold start with migrations is not an outage (default 0: always count).
+	StartGrace time.Duration
 	// EdgeAnswered counts the requests the edge answered itself, by status class.
 	EdgeAnswered func() map[string]float64
 	// Window is the span of the aggregates (default 5m).
@@ -82,6 +92,9 @@ type API struct {
 
 	mu       sync.Mutex
 	failures int
+	wanted   bool      // the API was wanted at the last check
+	since    time.Time // when it became wanted
+	answered bool      // it answered since then
 	slots    map[string]*apiSlot
 	ring     []apiPoint
 }
@@ -180,15 +193,31 @@ func compareReplica(x, y string) int {
 }
 
 func (a *API) checkHealth(ctx context.Context, b *Batch) error {
+	now := a.o.Now()
+	wanted := a.o.Desired.wanted("api")
+	a.mu.Lock()
+	if wanted && !a.wanted {
+		a.since, a.answered = now, false
+	}
+	a.wanted = wanted
+	a.mu.Unlock()
+	if !wanted {
+		a.mu.Lock()
+		a.failures = 0
+		a.mu.Unlock()
+		b.add(famAPIHealthFails, 0)
+		return nil
+	}
 	err := errNoHealthURL
 	if a.o.HealthURL != "" {
 		err = a.get(ctx, a.o.HealthURL, nil)
 	}
 	a.mu.Lock()
-	if err != nil {
+	switch {
+	case err == nil:
+		a.failures, a.answered = 0, true
+	case a.answered || now.Sub(a.since) >= a.o.StartGrace:
 		a.failures++
-	} else {
-		a.failures = 0
 	}
 	n := a.failures
 	a.mu.Unlock()
@@ -206,6 +235,9 @@ func (a *API) get(ctx context.Context, url string, body func(io.Reader) error) e
 		return err
 	}
 	req.Header.Set("User-Agent", "corpintel-supervisor")
+	if a.o.ProbeHeader != "" && url == a.o.HealthURL {
+		req.Header.Set(a.o.ProbeHeader, "1")
+	}
 	resp, err := a.client.Do(req)
 	if err != nil {
 		return err

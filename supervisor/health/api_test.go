@@ -275,3 +275,77 @@ func TestHistogramQuantile(t *testing.T) {
 		t.Error("helpers")
 	}
 }
+
+func TestAPIHealthGraceAndDesired(t *testing.T) {
+	clk := newClock()
+	var up, wanted atomic.Bool
+	wanted.Store(true)
+	var sawProbeHeader atomic.Bool
+	srv := &http.Server{ReadHeaderTimeout: time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sawProbeHeader.Store(r.Header.Get("X-Probe") == "1")
+		if !up.Load() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+		}
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	a := NewAPI(APIOptions{Snapshot: func() reconcile.Snapshot { return reconcile.Snapshot{} }, HealthURL: "http://" + ln.Addr().String() + "/health",
+		ProbeHeader: "X-Probe", StartGrace: 5 * time.Minute, Now: clk.Now, Desired: func(string) bool { return wanted.Load() }})
+	fails := func() float64 {
+		t.Helper()
+		b := &Batch{}
+		_ = a.Collect(context.Background(), b)
+		clk.Add(time.Minute)
+		return batchValues(b)["corpintel_api_health_consecutive_failures{}"]
+	}
+	// A cold start: failures do not count during the grace …
+	for i := range 4 {
+		if n := fails(); n != 0 {
+			t.Fatalf("minute %d of the grace: %v failures", i, n)
+		}
+	}
+	if !sawProbeHeader.Load() {
+		t.Error("the health check does not carry the probe header")
+	}
+	// … and do once it is over.
+	if n := fails(); n != 0 {
+		t.Fatalf("last grace minute: %v", n)
+	}
+	if n := fails(); n != 1 {
+		t.Fatalf("after the grace: %v", n)
+	}
+	// Once it answered, every failure counts at once.
+	up.Store(true)
+	fails()
+	up.Store(false)
+	if n := fails(); n != 1 {
+		t.Errorf("after an answer: %v", n)
+	}
+	// Stopped on purpose: nothing counts; started again: a new grace.
+	wanted.Store(false)
+	if n := fails(); n != 0 {
+		t.Errorf("not wanted: %v", n)
+	}
+	wanted.Store(true)
+	if n := fails(); n != 0 {
+		t.Errorf("wanted again, inside the new grace: %v", n)
+	}
+}
+
+func TestServicesNotWanted(t *testing.T) {
+	no := func(string) bool { return false }
+	for _, s := range []Source{
+		NewPostgres(PostgresOptions{Desired: no, Target: loopback}),
+		NewRedis(RedisOptions{Desired: no, Target: loopback}),
+		NewMinIO(MinIOOptions{Desired: no, Target: loopback}),
+	} {
+		b := &Batch{}
+		if err := s.Collect(context.Background(), b); err != nil || len(b.values) != 0 {
+			t.Errorf("%s stopped on purpose: %v %v", s.Name(), err, batchValues(b))
+		}
+	}
+}

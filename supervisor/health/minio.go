@@ -19,9 +19,10 @@ import (
 
 // MinIOOptions configure the MinIO collector.
 type MinIOOptions struct {
-	Target Target
-	Probe  Prober
-	Port   int
+	Desired Desired
+	Target  Target
+	Probe   Prober
+	Port    int
 	// AccessKey and SecretKey are MinIO's root credentials: they sign the short-lived
 	// bearer token its metrics endpoint wants (what `mc admin prometheus generate`
 	// makes).
@@ -52,9 +53,9 @@ const minioMetricsPath = "/minio/v2/metrics/cluster"
 
 // Collect implements Source.
 func (m *MinIO) Collect(ctx context.Context, b *Batch) error {
-	ip, err := probeUp(ctx, b, "minio", m.o.Target, m.o.Probe)
+	ip, err := probeUp(ctx, b, "minio", m.o.Desired, m.o.Target, m.o.Probe)
 	if err != nil {
-		return err
+		return quiet(err)
 	}
 	token, err := m.token()
 	if err != nil {

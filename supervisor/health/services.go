@@ -59,6 +59,13 @@ func ServiceTarget(snapshot func() reconcile.Snapshot, service string) Target {
 	}
 }
 
+// Desired reports whether a service should be running: false after `corpintel stop`
+// or `scale api=0`, a choice rather than an outage, so its probes report nothing
+// (absent: not known) instead of "down". Nil means always.
+type Desired func(service string) bool
+
+func (d Desired) wanted(service string) bool { return d == nil || d(service) }
+
 // Prober asks a container whether it serves (reconcile.ReadyProbe).
 type Prober interface {
 	Check(ctx context.Context, ip string) error
@@ -67,8 +74,14 @@ type Prober interface {
 // Secret returns a secret's current value (reconcile.ReadSecret over the state dir).
 type Secret func() (string, error)
 
+// errNotWanted ends a collection quietly: the service is meant to be down.
+var errNotWanted = errors.New("not wanted")
+
 // probeUp adds the service's up value and reports the address it answered on.
-func probeUp(ctx context.Context, b *Batch, service string, target Target, probe Prober) (string, error) {
+func probeUp(ctx context.Context, b *Batch, service string, desired Desired, target Target, probe Prober) (string, error) {
+	if !desired.wanted(service) {
+		return "", errNotWanted
+	}
 	ip := target()
 	if ip == "" {
 		b.add(famServiceUp, 0, service)
@@ -84,6 +97,7 @@ func probeUp(ctx context.Context, b *Batch, service string, target Target, probe
 
 // PostgresOptions configure the PostgreSQL collector.
 type PostgresOptions struct {
+	Desired  Desired
 	Target   Target
 	Probe    Prober
 	Port     int
@@ -136,10 +150,10 @@ const pgStatsQuery = `SELECT
 
 // Collect implements Source.
 func (p *Postgres) Collect(ctx context.Context, b *Batch) error {
-	ip, err := probeUp(ctx, b, "postgres", p.o.Target, p.o.Probe)
+	ip, err := probeUp(ctx, b, "postgres", p.o.Desired, p.o.Target, p.o.Probe)
 	if err != nil {
 		p.Close()
-		return err
+		return quiet(err)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -198,6 +212,7 @@ func (p *Postgres) connect(ctx context.Context, ip string) (*pgx.Conn, error) {
 
 // RedisOptions configure the Redis collector.
 type RedisOptions struct {
+	Desired  Desired
 	Target   Target
 	Probe    Prober
 	Port     int
@@ -230,10 +245,10 @@ func (r *Redis) Close() {
 
 // Collect implements Source.
 func (r *Redis) Collect(ctx context.Context, b *Batch) error {
-	ip, err := probeUp(ctx, b, "redis", r.o.Target, r.o.Probe)
+	ip, err := probeUp(ctx, b, "redis", r.o.Desired, r.o.Target, r.o.Probe)
 	if err != nil {
 		r.Close()
-		return err
+		return quiet(err)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -281,6 +296,13 @@ func (r *Redis) Collect(ctx context.Context, b *Batch) error {
 		return errors.New("redis: INFO lacks keyspace_hits/keyspace_misses")
 	}
 	return nil
+}
+
+func quiet(err error) error {
+	if errors.Is(err, errNotWanted) {
+		return nil
+	}
+	return err
 }
 
 func parseRedisInfo(s string) map[string]string {
