@@ -37,6 +37,7 @@ type observability struct {
 
 	metrics atomic.Pointer[health.Metrics]
 	engine  atomic.Pointer[alerts.Engine]
+	good    atomic.Pointer[reconcile.Snapshot] // the last observation that succeeded
 }
 
 // AlertsConfig decodes and validates the [alerts] table of cfg (defaults filled in);
@@ -157,24 +158,40 @@ func (d *Daemon) desired(service string) bool {
 	return err != nil || n > 0
 }
 
+// snapshot is the reconciler's last observation for the collectors; while the engine
+// does not answer it is the last one that succeeded — the containers most likely still
+// run, and their probes should say so rather than report every service down.
+func (d *Daemon) snapshot() reconcile.Snapshot {
+	s := d.rec.Snapshot()
+	if s.Err == "" && !s.At.IsZero() {
+		d.obs.good.Store(&s)
+		return s
+	}
+	if g := d.obs.good.Load(); g != nil {
+		return *g
+	}
+	return s
+}
+
 // sources builds the collectors.
 func (d *Daemon) sources(ctx context.Context, healthURL string) ([]health.Source, func()) {
 	cfg := d.rec.Config()
 	probes := reconcile.ReadyProbes(cfg)
-	snap := d.rec.Snapshot
+	snap := d.snapshot
 	paths := append([]string{"/", cfg.StateDir, d.engineRootDir(ctx), backupRoot(cfg)}, cfg.Metrics.DiskPaths...)
-	pg := health.NewPostgres(health.PostgresOptions{Desired: d.desired, Target: health.ServiceTarget(snap, stack.ServicePostgres), Probe: probes[stack.ServicePostgres],
+	grace := time.Duration(cfg.Metrics.StartGrace)
+	pg := health.NewPostgres(health.PostgresOptions{Desired: d.desired, StartGrace: grace, Now: d.now, Target: health.ServiceTarget(snap, stack.ServicePostgres), Probe: probes[stack.ServicePostgres],
 		Port: stack.PortPostgres, User: cfg.Postgres.User, DB: cfg.Postgres.DB, Password: d.secret(stack.SecretPostgresPassword)})
-	rd := health.NewRedis(health.RedisOptions{Desired: d.desired, Target: health.ServiceTarget(snap, stack.ServiceRedis), Probe: probes[stack.ServiceRedis],
+	rd := health.NewRedis(health.RedisOptions{Desired: d.desired, StartGrace: grace, Now: d.now, Target: health.ServiceTarget(snap, stack.ServiceRedis), Probe: probes[stack.ServiceRedis],
 		Port: stack.PortRedis, Password: d.secret(stack.SecretRedisPassword)})
 	srcs := []health.Source{
 		health.NewHost(health.HostOptions{Paths: paths}),
-		health.NewContainers(health.ContainersOptions{Snapshot: snap, Usage: d.opts.Engine, Now: d.now}),
+		health.NewContainers(health.ContainersOptions{Snapshot: d.rec.Snapshot, Usage: d.opts.Engine, Now: d.now}),
 		pg, rd,
-		health.NewMinIO(health.MinIOOptions{Desired: d.desired, Target: health.ServiceTarget(snap, stack.ServiceMinIO), Probe: probes[stack.ServiceMinIO],
+		health.NewMinIO(health.MinIOOptions{Desired: d.desired, StartGrace: grace, Target: health.ServiceTarget(snap, stack.ServiceMinIO), Probe: probes[stack.ServiceMinIO],
 			Port: stack.PortMinIO, AccessKey: d.secret(stack.SecretMinIORootUser), SecretKey: d.secret(stack.SecretMinIORootPassword), Now: d.now}),
 		health.NewAPI(health.APIOptions{Snapshot: snap, Port: stack.PortAPI, HealthURL: healthURL, ProbeHeader: edge.ProbeHeader,
-			Desired: d.desired, StartGrace: time.Duration(cfg.Metrics.APIStartGrace), EdgeAnswered: d.obs.edge.EdgeAnswered, Now: d.now}),
+			Desired: d.desired, StartGrace: grace, EdgeAnswered: d.obs.edge.EdgeAnswered, Now: d.now}),
 	}
 	if p, ok := d.opts.Engine.(health.Pinger); ok {
 		srcs = append(srcs, health.Docker{Engine: p})
@@ -215,8 +232,16 @@ func (d *Daemon) startObservability(ctx context.Context, healthURL string) (func
 	d.obs.engine.Store(eng)
 	return func(ctx context.Context) {
 		defer closeSources()
-		// The first samples before the first evaluation, so the engine never starts on
-		// stale data (the listeners serve by now: the health check goes through them).
+		// The first samples after the reconciler's first observation (else every service
+		// looks absent) and before the first evaluation, so the engine never starts on
+		// nothing; the listeners serve by now, the health check goes through them.
+		for d.rec.Snapshot().At.IsZero() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
 		m.CollectOnce(ctx)
 		var wg sync.WaitGroup
 		wg.Go(func() { _ = m.Run(ctx) })

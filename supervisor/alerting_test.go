@@ -182,7 +182,7 @@ func TestDaemonAlerts(t *testing.T) {
 	t.Cleanup(hook.Close)
 	td := newTestDaemon(t, nil, t.TempDir(), func(o *Options) {
 		o.Config.Metrics.Interval = config.Duration(time.Second)
-		o.Config.Metrics.APIStartGrace = 0
+		o.Config.Metrics.StartGrace = 0
 		o.Config.Alerts = alertsTable(t, `
 evaluation_interval = "1s"
 group_wait = "1s"

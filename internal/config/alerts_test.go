@@ -127,7 +127,7 @@ func TestMetricsConfig(t *testing.T) {
 	if err != nil || cfg.Metrics.Interval != Duration(2*time.Second) || cfg.Metrics.DiskPaths[0] != "/srv/data" {
 		t.Fatalf("Load: %v %+v", err, cfg.Metrics)
 	}
-	if d := Default("prod").Metrics; d.Interval != Duration(15*time.Second) || d.APIStartGrace != Duration(5*time.Minute) {
+	if d := Default("prod").Metrics; d.Interval != Duration(15*time.Second) || d.StartGrace != Duration(5*time.Minute) {
 		t.Errorf("default interval %s", d)
 	}
 	cfg, _, err = Load(Options{Path: writeFile(t, ""), Environ: []string{"CORPINTEL_METRICS_INTERVAL=5s", "CORPINTEL_METRICS_DISK_PATHS=/a,/b"}})

@@ -90,11 +90,9 @@ type API struct {
 	o      APIOptions
 	client *http.Client
 
+	grace    startGrace
 	mu       sync.Mutex
 	failures int
-	wanted   bool      // the API was wanted at the last check
-	since    time.Time // when it became wanted
-	answered bool      // it answered since then
 	slots    map[string]*apiSlot
 	ring     []apiPoint
 }
@@ -123,7 +121,7 @@ func NewAPI(o APIOptions) *API {
 	if o.EdgeAnswered == nil {
 		o.EdgeAnswered = func() map[string]float64 { return nil }
 	}
-	return &API{o: o, client: &http.Client{Transport: apiScrapeTransport}, slots: map[string]*apiSlot{}}
+	return &API{o: o, grace: startGrace{grace: o.StartGrace, now: o.Now}, client: &http.Client{Transport: apiScrapeTransport}, slots: map[string]*apiSlot{}}
 }
 
 // Name implements Source.
@@ -193,14 +191,8 @@ func compareReplica(x, y string) int {
 }
 
 func (a *API) checkHealth(ctx context.Context, b *Batch) error {
-	now := a.o.Now()
 	wanted := a.o.Desired.wanted("api")
-	a.mu.Lock()
-	if wanted && !a.wanted {
-		a.since, a.answered = now, false
-	}
-	a.wanted = wanted
-	a.mu.Unlock()
+	a.grace.observe(wanted)
 	if !wanted {
 		a.mu.Lock()
 		a.failures = 0
@@ -212,11 +204,12 @@ func (a *API) checkHealth(ctx context.Context, b *Batch) error {
 	if a.o.HealthURL != "" {
 		err = a.get(ctx, a.o.HealthURL, nil)
 	}
+	counts := a.grace.counts(err == nil)
 	a.mu.Lock()
 	switch {
 	case err == nil:
-		a.failures, a.answered = 0, true
-	case a.answered || now.Sub(a.since) >= a.o.StartGrace:
+		a.failures = 0
+	case counts:
 		a.failures++
 	}
 	n := a.failures

@@ -19,10 +19,11 @@ import (
 
 // MinIOOptions configure the MinIO collector.
 type MinIOOptions struct {
-	Desired Desired
-	Target  Target
-	Probe   Prober
-	Port    int
+	Desired    Desired
+	StartGrace time.Duration
+	Target     Target
+	Probe      Prober
+	Port       int
 	// AccessKey and SecretKey are MinIO's root credentials: they sign the short-lived
 	// bearer token its metrics endpoint wants (what `mc admin prometheus generate`
 	// makes).
@@ -34,6 +35,7 @@ type MinIOOptions struct {
 // own cluster metrics (its view of its drives, whatever volume or disk holds them).
 type MinIO struct {
 	o      MinIOOptions
+	grace  startGrace
 	client *http.Client
 }
 
@@ -42,7 +44,7 @@ func NewMinIO(o MinIOOptions) *MinIO {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &MinIO{o: o, client: &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConns: 1, IdleConnTimeout: time.Minute}}}
+	return &MinIO{o: o, grace: startGrace{grace: o.StartGrace, now: o.Now}, client: &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConns: 1, IdleConnTimeout: time.Minute}}}
 }
 
 // Name implements Source.
@@ -53,7 +55,7 @@ const minioMetricsPath = "/minio/v2/metrics/cluster"
 
 // Collect implements Source.
 func (m *MinIO) Collect(ctx context.Context, b *Batch) error {
-	ip, err := probeUp(ctx, b, "minio", m.o.Desired, m.o.Target, m.o.Probe)
+	ip, err := probeUp(ctx, b, "minio", m.o.Desired, &m.grace, m.o.Target, m.o.Probe)
 	if err != nil {
 		return quiet(err)
 	}

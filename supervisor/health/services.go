@@ -77,46 +77,100 @@ type Secret func() (string, error)
 // errNotWanted ends a collection quietly: the service is meant to be down.
 var errNotWanted = errors.New("not wanted")
 
-// probeUp adds the service's up value and reports the address it answered on.
-func probeUp(ctx context.Context, b *Batch, service string, desired Desired, target Target, probe Prober) (string, error) {
-	if !desired.wanted(service) {
+// startGrace decides whether a failed probe counts: after the service is wanted again
+// (the supervisor started, `corpintel start`, a scale up), only once it answered or the
+// grace passed — a cold start is not an outage.
+type startGrace struct {
+	grace    time.Duration
+	now      func() time.Time
+	mu       sync.Mutex
+	wanted   bool
+	since    time.Time
+	answered bool
+}
+
+// observe records whether the service is wanted now.
+func (g *startGrace) observe(wanted bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if wanted && !g.wanted {
+		g.since, g.answered = g.clock(), false
+	}
+	g.wanted = wanted
+}
+
+func (g *startGrace) clock() time.Time {
+	if g.now == nil {
+		return time.Now()
+	}
+	return g.now()
+}
+
+// counts records a probe's outcome and says whether a failure counts.
+func (g *startGrace) counts(ok bool) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if ok {
+		g.answered = true
+		return true
+	}
+	return g.answered || g.clock().Sub(g.since) >= g.grace
+}
+
+// probeUp adds the service's up value and reports the address it answered on. A
+// failure inside the start grace adds nothing (not known yet).
+func probeUp(ctx context.Context, b *Batch, service string, desired Desired, g *startGrace, target Target, probe Prober) (string, error) {
+	wanted := desired.wanted(service)
+	g.observe(wanted)
+	if !wanted {
 		return "", errNotWanted
+	}
+	down := func(err error) (string, error) {
+		if g.counts(false) {
+			b.add(famServiceUp, 0, service)
+		}
+		return "", err
 	}
 	ip := target()
 	if ip == "" {
-		b.add(famServiceUp, 0, service)
-		return "", fmt.Errorf("%s: no running container with an address on the stack network", service)
+		return down(fmt.Errorf("%s: no running container with an address on the stack network", service))
 	}
 	if err := probe.Check(ctx, ip); err != nil {
-		b.add(famServiceUp, 0, service)
-		return "", fmt.Errorf("%s: probe: %w", service, err)
+		return down(fmt.Errorf("%s: probe: %w", service, err))
 	}
+	g.counts(true)
 	b.add(famServiceUp, 1, service)
 	return ip, nil
 }
 
 // PostgresOptions configure the PostgreSQL collector.
 type PostgresOptions struct {
-	Desired  Desired
-	Target   Target
-	Probe    Prober
-	Port     int
-	User, DB string
-	Password Secret
+	Desired Desired
+	// StartGrace: see startGrace (0: every failure counts).
+	StartGrace time.Duration
+	Now        func() time.Time
+	Target     Target
+	Probe      Prober
+	Port       int
+	User, DB   string
+	Password   Secret
 }
 
 // Postgres collects PostgreSQL's availability, connections, lock waits, size and
 // replication over one read-only session (default_transaction_read_only, a statement
 // timeout), reopened when the container's address changes.
 type Postgres struct {
-	o    PostgresOptions
-	mu   sync.Mutex
-	conn *pgx.Conn
-	ip   string
+	o     PostgresOptions
+	grace startGrace
+	mu    sync.Mutex
+	conn  *pgx.Conn
+	ip    string
 }
 
 // NewPostgres returns the PostgreSQL collector.
-func NewPostgres(o PostgresOptions) *Postgres { return &Postgres{o: o} }
+func NewPostgres(o PostgresOptions) *Postgres {
+	return &Postgres{o: o, grace: startGrace{grace: o.StartGrace, now: o.Now}}
+}
 
 // Name implements Source.
 func (p *Postgres) Name() string { return "postgres" }
@@ -150,7 +204,7 @@ const pgStatsQuery = `SELECT
 
 // Collect implements Source.
 func (p *Postgres) Collect(ctx context.Context, b *Batch) error {
-	ip, err := probeUp(ctx, b, "postgres", p.o.Desired, p.o.Target, p.o.Probe)
+	ip, err := probeUp(ctx, b, "postgres", p.o.Desired, &p.grace, p.o.Target, p.o.Probe)
 	if err != nil {
 		p.Close()
 		return quiet(err)
@@ -212,23 +266,28 @@ func (p *Postgres) connect(ctx context.Context, ip string) (*pgx.Conn, error) {
 
 // RedisOptions configure the Redis collector.
 type RedisOptions struct {
-	Desired  Desired
-	Target   Target
-	Probe    Prober
-	Port     int
-	Password Secret
+	Desired    Desired
+	StartGrace time.Duration
+	Now        func() time.Time
+	Target     Target
+	Probe      Prober
+	Port       int
+	Password   Secret
 }
 
 // Redis collects Redis's availability, hit ratio, memory, evictions and clients (INFO).
 type Redis struct {
 	o      RedisOptions
+	grace  startGrace
 	mu     sync.Mutex
 	client *redis.Client
 	ip     string
 }
 
 // NewRedis returns the Redis collector.
-func NewRedis(o RedisOptions) *Redis { return &Redis{o: o} }
+func NewRedis(o RedisOptions) *Redis {
+	return &Redis{o: o, grace: startGrace{grace: o.StartGrace, now: o.Now}}
+}
 
 // Name implements Source.
 func (r *Redis) Name() string { return "redis" }
@@ -245,7 +304,7 @@ func (r *Redis) Close() {
 
 // Collect implements Source.
 func (r *Redis) Collect(ctx context.Context, b *Batch) error {
-	ip, err := probeUp(ctx, b, "redis", r.o.Desired, r.o.Target, r.o.Probe)
+	ip, err := probeUp(ctx, b, "redis", r.o.Desired, &r.grace, r.o.Target, r.o.Probe)
 	if err != nil {
 		r.Close()
 		return quiet(err)

@@ -237,3 +237,36 @@ func TestDockerCollector(t *testing.T) {
 		}
 	}
 }
+
+// A service that has not answered since the supervisor started is "not known" during
+// the start grace, "down" after it; one that answered is down at its first failure.
+func TestServiceStartGrace(t *testing.T) {
+	clk := newClock()
+	rdb := testenv.Redis(t)
+	host, port := hostPort(t, rdb.Addr)
+	ip := ""
+	r := NewRedis(RedisOptions{Target: func() string { return ip }, Port: port, Password: fixed(rdb.Password), StartGrace: time.Minute, Now: clk.Now,
+		Probe: &reconcile.ReadyProbe{Kind: reconcile.ProbeRedis, Port: port}})
+	t.Cleanup(r.Close)
+	up := func() (float64, bool) {
+		b := &Batch{}
+		_ = r.Collect(context.Background(), b)
+		v, ok := batchValues(b)["corpintel_service_up{redis}"]
+		return v, ok
+	}
+	if _, ok := up(); ok {
+		t.Error("down reported inside the start grace")
+	}
+	clk.Add(2 * time.Minute)
+	if v, ok := up(); !ok || v != 0 {
+		t.Errorf("after the grace: %v %v", v, ok)
+	}
+	ip = host
+	if v, _ := up(); v != 1 {
+		t.Errorf("answering: %v", v)
+	}
+	ip = ""
+	if v, ok := up(); !ok || v != 0 {
+		t.Errorf("gone after answering: %v %v", v, ok)
+	}
+}
