@@ -15,32 +15,32 @@ import (
 // supervisor decodes it with Config.DecodeAlerts; unknown keys and type mismatches then
 // come back as *Error naming "alerts.<key>", like every other key. Its keys have no
 // environment overrides: per-rule tables and arrays of channels do not map onto
-// variables, and channel secrets live in files anyway.
-type Alerts struct {
-	table map[string]any
-}
+// variables, and channel secrets live in files anyway. `corpintel config check` prints
+// it as written.
+type Alerts map[string]any
 
-// UnmarshalTOML keeps the table as decoded (toml.Unmarshaler).
+// UnmarshalTOML keeps the table (toml.Unmarshaler): without it a value that is not a
+// table ("alerts = false") would be dropped silently.
 func (a *Alerts) UnmarshalTOML(v any) error {
 	m, ok := v.(map[string]any)
 	if !ok {
 		return fmt.Errorf("alerts must be a table ([alerts]), got %T", v)
 	}
-	a.table = m
+	*a = m
 	return nil
 }
 
 // IsSet reports whether the file had an [alerts] table.
-func (a Alerts) IsSet() bool { return len(a.table) > 0 }
+func (a Alerts) IsSet() bool { return len(a) > 0 }
 
 // AlertsFromTOML builds the [alerts] table from the text of its body (tests and
 // configs built in code); keys are relative to the table.
 func AlertsFromTOML(body string) (Alerts, error) {
 	var doc map[string]any
 	if _, err := toml.Decode(body, &doc); err != nil {
-		return Alerts{}, fmt.Errorf("alerts: %w", err)
+		return nil, fmt.Errorf("alerts: %w", err)
 	}
-	return Alerts{table: doc}, nil
+	return Alerts(doc), nil
 }
 
 // DecodeAlerts decodes the [alerts] table into v (a pointer to the engine's config
@@ -53,7 +53,7 @@ func (c *Config) DecodeAlerts(v any) error {
 	// The table goes back through the TOML encoder so that the decoder applies the
 	// engine's own types (durations, matchers) with its usual errors.
 	var buf bytes.Buffer
-	if err := toml.NewEncoder(&buf).Encode(c.Alerts.table); err != nil {
+	if err := toml.NewEncoder(&buf).Encode(map[string]any(c.Alerts)); err != nil {
 		return &Error{File: sourceName(c.File), Key: "alerts", Problem: err.Error()}
 	}
 	md, err := toml.NewDecoder(&buf).Decode(v)

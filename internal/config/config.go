@@ -338,6 +338,9 @@ func fields(cfg *Config) []field {
 				continue
 			}
 			key := prefix + name
+			if fv.Kind() == reflect.Map {
+				continue // a table decoded by its owner ([alerts]), no variables
+			}
 			if fv.Kind() == reflect.Struct && !isText(fv) {
 				walk(key+".", fv)
 				continue
