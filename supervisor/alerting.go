@@ -116,14 +116,19 @@ func defaultBackupRoot(project string) string { return filepath.Join("/var/backu
 // that section (the backup wiring adds it), else the default. Read by name so this file
 // does not depend on the backup section's Go shape; once both are merged this is
 // cfg.Backup.Root.
-func backupRoot(cfg *config.Config) string {
-	v := reflect.ValueOf(cfg).Elem().FieldByName("Backup")
-	if v.IsValid() && v.Kind() == reflect.Struct {
-		if r := v.FieldByName("Root"); r.IsValid() && r.Kind() == reflect.String && r.String() != "" {
+func backupRoot(cfg *config.Config) string { return backupRootOf(cfg, cfg.Project) }
+
+func backupRootOf(cfg any, project string) string {
+	v := reflect.ValueOf(cfg)
+	if v.Kind() == reflect.Pointer {
+		v = v.Elem()
+	}
+	if b := v.FieldByName("Backup"); b.IsValid() && b.Kind() == reflect.Struct {
+		if r := b.FieldByName("Root"); r.IsValid() && r.Kind() == reflect.String && r.String() != "" {
 			return r.String()
 		}
 	}
-	return defaultBackupRoot(cfg.Project)
+	return defaultBackupRoot(project)
 }
 
 // engineRootDir asks the engine for its data root when it can tell.

@@ -1,10 +1,12 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,12 +16,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/corpintel/corpintel/internal/config"
+	"github.com/corpintel/corpintel/internal/docker/dockertest"
 	"github.com/corpintel/corpintel/supervisor/alerts"
 	"github.com/corpintel/corpintel/supervisor/alerts/notify"
+	"github.com/corpintel/corpintel/supervisor/edge"
 	"github.com/corpintel/corpintel/supervisor/localapi"
+	"github.com/corpintel/corpintel/supervisor/reconcile"
 	"github.com/corpintel/corpintel/supervisor/state"
 )
 
@@ -134,11 +141,116 @@ func TestOperationSource(t *testing.T) {
 	}
 }
 
-func TestBackupRootDefault(t *testing.T) {
+func TestBackupRoot(t *testing.T) {
 	cfg := config.Default("dev")
 	cfg.Project = "acme"
 	if got := backupRoot(cfg); got != "/var/backups/acme" {
 		t.Errorf("backup root %q", got)
+	}
+	// The shape the backup wiring's config has: [backup] root.
+	type backup struct{ Root string }
+	withBackup := &struct {
+		Project string
+		Backup  backup
+	}{"acme", backup{Root: "/srv/backups"}}
+	if got := backupRootOf(withBackup, "acme"); got != "/srv/backups" {
+		t.Errorf("configured root %q", got)
+	}
+	withBackup.Backup.Root = ""
+	if got := backupRootOf(*withBackup, "acme"); got != "/var/backups/acme" {
+		t.Errorf("empty root %q", got)
+	}
+}
+
+// rootDirEngine is the in-memory engine with a data root, as the real one reports.
+type rootDirEngine struct {
+	*dockertest.Engine
+	err error
+}
+
+func (e rootDirEngine) RootDir(context.Context) (string, error) { return "/srv/docker", e.err }
+
+func TestObservabilityHelpers(t *testing.T) {
+	var logs bytes.Buffer
+	stateDir := t.TempDir()
+	td := newTestDaemon(t, nil, stateDir, func(o *Options) {
+		o.Log = slog.New(slog.NewTextHandler(&logs, nil))
+		o.Config.Alerts = alertsTable(t, "[[channels]]\nname = \"pd\"\ntype = \"pagerduty\"\nrouting_key_file = \"missing.key\"\n")
+	})
+	ctx := context.Background()
+	if got := td.d.engineRootDir(ctx); got != "/var/lib/docker" {
+		t.Errorf("engine without RootDir: %q", got)
+	}
+	td.d.opts.Engine = rootDirEngine{Engine: td.eng}
+	if got := td.d.engineRootDir(ctx); got != "/srv/docker" {
+		t.Errorf("engine root %q", got)
+	}
+	td.d.opts.Engine = rootDirEngine{Engine: td.eng, err: errors.New("no info")}
+	if got := td.d.engineRootDir(ctx); got != "/var/lib/docker" {
+		t.Errorf("engine root on error %q", got)
+	}
+	// A channel whose secret file is missing is named at start, its content never.
+	td.d.warnMissingSecrets()
+	if !strings.Contains(logs.String(), filepath.Join(stateDir, "secrets", "alerts", "missing.key")) || !strings.Contains(logs.String(), "alerts test --channel pd") {
+		t.Errorf("no warning for the missing secret:\n%s", logs.String())
+	}
+	if _, err := td.d.secret("redis_password")(); err == nil {
+		t.Error("a secret read before the first start")
+	}
+	if _, err := reconcile.EnsureSecrets(stateDir); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := td.d.secret("redis_password")(); err != nil || v == "" {
+		t.Errorf("secret %q %v", v, err)
+	}
+
+	// While the engine does not answer, the collectors keep the last good addresses.
+	if _, err := td.d.rec.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := td.d.snapshot(); s.Err != "" || s.At.IsZero() {
+		t.Fatalf("good snapshot %+v", s)
+	}
+	good := td.d.snapshot().At
+	td.eng.Do(func(e *dockertest.Engine) { e.Fail["list"] = errors.New("engine gone") })
+	if _, err := td.d.rec.Refresh(ctx); err == nil {
+		t.Fatal("refresh with the engine gone")
+	}
+	if s := td.d.snapshot(); s.Err != "" || !s.At.Equal(good) {
+		t.Errorf("the failed observation replaced the good one: %+v", s)
+	}
+	fresh := newTestDaemon(t, nil, t.TempDir(), nil)
+	fresh.eng.Do(func(e *dockertest.Engine) { e.Fail["list"] = errors.New("engine gone") })
+	_, _ = fresh.d.rec.Refresh(ctx)
+	if s := fresh.d.snapshot(); s.Err == "" {
+		t.Error("no good observation yet: the failed one is all there is")
+	}
+}
+
+func TestNewObservabilityRegistry(t *testing.T) {
+	// Process and Go metrics already on the caller's registry are fine; the edge's are
+	// not (two owners of one family).
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector())
+	newTestDaemon(t, nil, t.TempDir(), func(o *Options) { o.Metrics = reg })
+	taken := prometheus.NewRegistry()
+	if _, err := edge.NewMetrics(taken); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default("dev")
+	cfg.StateDir = t.TempDir()
+	st, err := state.Open(context.Background(), cfg.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	eng := dockertest.New(t)
+	if _, err := New(Options{Config: cfg, Engine: eng, Store: st, Metrics: taken}); err == nil || !strings.Contains(err.Error(), "edge metrics") {
+		t.Errorf("edge metrics registered twice: %v", err)
+	}
+	cfg.Alerts = alertsTable(t, "group_wait = \"-1s\"\n")
+	if _, err := New(Options{Config: cfg, Engine: eng, Store: st}); !config.IsConfigError(err) {
+		t.Errorf("bad [alerts]: %v", err)
 	}
 }
 
