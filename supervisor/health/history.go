@@ -29,6 +29,11 @@ type ring struct {
 
 func (r *ring) push(p pt) {
 	if len(r.pts) < r.max {
+		if len(r.pts) == cap(r.pts) { // grow by doubling, but never past max
+			grown := make([]pt, len(r.pts), min(max(2*cap(r.pts), 16), r.max))
+			copy(grown, r.pts)
+			r.pts = grown
+		}
 		r.pts = append(r.pts, p)
 		return
 	}
