@@ -84,8 +84,8 @@ type APIOptions struct {
 // keeps the aggregates: request rate, 5xx share, latency quantiles and the database
 // query p95 over the window. Counters of a replica whose container was replaced (or
 // whose process restarted) continue from where the old one stopped, so rates never go
-// negative or spike; the sums over all replicas keep what replicas that went away
-// counted.
+// negative or spike; two containers of one replica side by side (a rollout) both
+// count; the sums over all replicas keep what replicas that went away counted.
 type API struct {
 	o      APIOptions
 	client *http.Client
@@ -97,10 +97,19 @@ type API struct {
 	ring     []apiPoint
 }
 
+// apiSlot is one replica number's counters: every container that served as that
+// replica (two side by side during a rollout) counts, and what a container counted
+// stays when it goes (base), so the sums never go down.
 type apiSlot struct {
-	ident  string // container id + process start: a change is a counter reset
-	last   map[string]float64
-	offset map[string]float64
+	base  map[string]float64
+	conts map[string]*apiContainer
+}
+
+// apiContainer is one container's counters; a process restart inside it (a new start
+// time, or a counter going down) moves what it counted so far into the offset.
+type apiContainer struct {
+	start        float64
+	last, offset map[string]float64
 }
 
 // apiPoint is one cycle's sums over every replica (and the edge).
@@ -134,22 +143,19 @@ func (a *API) Collect(ctx context.Context, b *Batch) error {
 	wg.Go(func() { healthErr = a.checkHealth(ctx, b) })
 
 	type scrape struct {
-		replica, ident string
-		raw            map[string]float64
-		err            error
+		replica, id string
+		start       float64
+		raw         map[string]float64
+		err         error
 	}
 	var scrapes []*scrape
 	for _, c := range a.o.Snapshot().Observed.ServiceContainers("api") {
 		if c.State != reconcile.StateRunning || c.IP == "" {
 			continue
 		}
-		s := &scrape{replica: strconv.Itoa(c.Replica)}
+		s := &scrape{replica: strconv.Itoa(c.Replica), id: c.ID}
 		scrapes = append(scrapes, s)
-		wg.Go(func() {
-			var start float64
-			s.raw, start, s.err = a.scrape(ctx, c.IP)
-			s.ident = c.ID + "/" + strconv.FormatFloat(start, 'f', -1, 64)
-		})
+		wg.Go(func() { s.raw, s.start, s.err = a.scrape(ctx, c.IP) })
 	}
 	wg.Wait()
 	slices.SortFunc(scrapes, func(x, y *scrape) int { return compareReplica(x.replica, y.replica) })
@@ -157,23 +163,32 @@ func (a *API) Collect(ctx context.Context, b *Batch) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	errs := []error{healthErr}
-	running := map[string]bool{}
+	up := map[string]bool{}
+	present := map[string]map[string]bool{} // replica → its running containers
 	for _, s := range scrapes {
-		if running[s.replica] {
-			continue // a replica's old and new container during a rollout: one is enough
+		if present[s.replica] == nil {
+			present[s.replica] = map[string]bool{}
 		}
-		running[s.replica] = true
-		b.add(famAPIReplicaUp, bool01(s.err == nil), s.replica)
+		present[s.replica][s.id] = true
 		if s.err != nil {
 			errs = append(errs, fmt.Errorf("api: replica %s: %w", s.replica, s.err))
-		} else {
-			a.slot(s.replica).update(s.ident, s.raw)
+			continue
 		}
-		if sl := a.slots[s.replica]; sl != nil {
-			for _, class := range apiCodeClasses {
-				v, _ := sl.total("req/" + class)
-				b.add(famAPIRequests, v, s.replica, class)
+		up[s.replica] = true
+		a.slot(s.replica).update(s.id, s.start, s.raw)
+	}
+	for replica, sl := range a.slots {
+		sl.retire(present[replica])
+	}
+	for _, replica := range slices.SortedFunc(maps.Keys(present), compareReplica) {
+		b.add(famAPIReplicaUp, bool01(up[replica]), replica)
+		sl := a.slots[replica]
+		for _, class := range apiCodeClasses {
+			v := 0.0
+			if sl != nil {
+				v = sl.total("req/" + class)
 			}
+			b.add(famAPIRequests, v, replica, class)
 		}
 	}
 	edge := a.o.EdgeAnswered()
@@ -185,6 +200,7 @@ func (a *API) Collect(ctx context.Context, b *Batch) error {
 }
 
 func compareReplica(x, y string) int {
+	// numbers: "2" before "10"
 	a, _ := strconv.Atoi(x)
 	b, _ := strconv.Atoi(y)
 	return a - b
@@ -319,36 +335,78 @@ func addBuckets(raw map[string]float64, prefix string, f *dto.MetricFamily, keep
 func (a *API) slot(replica string) *apiSlot {
 	s := a.slots[replica]
 	if s == nil {
-		s = &apiSlot{last: map[string]float64{}, offset: map[string]float64{}}
+		s = &apiSlot{base: map[string]float64{}, conts: map[string]*apiContainer{}}
 		a.slots[replica] = s
 	}
 	return s
 }
 
-// update folds a new reading in: a new container or process (ident), or a counter
-// that went down, moves what was counted so far into the offset.
-func (s *apiSlot) update(ident string, raw map[string]float64) {
-	if ident != s.ident {
-		if s.ident != "" {
-			for k, v := range s.last {
-				s.offset[k] += v
-			}
-			clear(s.last)
+// update folds in a reading of one of the replica's containers.
+func (s *apiSlot) update(id string, start float64, raw map[string]float64) {
+	c := s.conts[id]
+	if c == nil {
+		c = &apiContainer{start: start, last: map[string]float64{}, offset: map[string]float64{}}
+		s.conts[id] = c
+	}
+	if start != c.start { // the process restarted inside the container
+		for k, v := range c.last {
+			c.offset[k] += v
 		}
-		s.ident = ident
+		clear(c.last)
+		c.start = start
 	}
 	for k, v := range raw {
-		if prev, ok := s.last[k]; ok && v < prev {
-			s.offset[k] += prev
+		if prev, ok := c.last[k]; ok && v < prev {
+			c.offset[k] += prev
 		}
-		s.last[k] = v
+		c.last[k] = v
 	}
 }
 
-func (s *apiSlot) total(k string) (float64, bool) {
-	l, ok1 := s.last[k]
-	o, ok2 := s.offset[k]
-	return l + o, ok1 || ok2
+// retire moves what containers that no longer run counted into the base.
+func (s *apiSlot) retire(running map[string]bool) {
+	for id, c := range s.conts {
+		if running[id] {
+			continue
+		}
+		for k := range keysOf(c) {
+			s.base[k] += c.last[k] + c.offset[k]
+		}
+		delete(s.conts, id)
+	}
+}
+
+func keysOf(c *apiContainer) map[string]bool {
+	keys := make(map[string]bool, len(c.last))
+	for k := range c.last {
+		keys[k] = true
+	}
+	for k := range c.offset {
+		keys[k] = true
+	}
+	return keys
+}
+
+// keys lists every series the replica has counted.
+func (s *apiSlot) keys() map[string]bool {
+	keys := map[string]bool{}
+	for k := range s.base {
+		keys[k] = true
+	}
+	for _, c := range s.conts {
+		for k := range keysOf(c) {
+			keys[k] = true
+		}
+	}
+	return keys
+}
+
+func (s *apiSlot) total(k string) float64 {
+	v := s.base[k]
+	for _, c := range s.conts {
+		v += c.last[k] + c.offset[k]
+	}
+	return v
 }
 
 // aggregate adds this cycle's sums to the window and exposes the window's aggregates.
@@ -360,15 +418,8 @@ func (a *API) aggregate(b *Batch, edge map[string]float64) {
 	}
 	p.errors = edge["5xx"]
 	for _, s := range a.slots {
-		keys := map[string]bool{}
-		for k := range s.last {
-			keys[k] = true
-		}
-		for k := range s.offset {
-			keys[k] = true
-		}
-		for k := range keys {
-			v, _ := s.total(k)
+		for k := range s.keys() {
+			v := s.total(k)
 			switch {
 			case len(k) > 4 && k[:4] == "req/":
 				p.total += v

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -347,5 +348,52 @@ func TestServicesNotWanted(t *testing.T) {
 		if err := s.Collect(context.Background(), b); err != nil || len(b.values) != 0 {
 			t.Errorf("%s stopped on purpose: %v %v", s.Name(), err, batchValues(b))
 		}
+	}
+}
+
+// A rollout: replica 1's old and new container serve side by side; both count, and
+// when the old one goes what it counted stays.
+func TestAPICollectorRollout(t *testing.T) {
+	clk := newClock()
+	port := freePortOn(t, "127.0.0.4", "127.0.0.5")
+	old := newReplica(t, "127.0.0.4", port)
+	fresh := newReplica(t, "127.0.0.5", port)
+	old.serve(100, "200", 0.001)
+	containers := []reconcile.ObservedContainer{{ID: "old", Service: "api", Replica: 1, State: reconcile.StateRunning, IP: "127.0.0.4"}}
+	var mu sync.Mutex
+	a := NewAPI(APIOptions{Port: port, Now: clk.Now, Snapshot: func() reconcile.Snapshot {
+		mu.Lock()
+		defer mu.Unlock()
+		return reconcile.Snapshot{Observed: reconcile.Observed{Containers: slices.Clone(containers)}}
+	}})
+	total := func() float64 {
+		t.Helper()
+		b := &Batch{}
+		_ = a.Collect(context.Background(), b)
+		clk.Add(15 * time.Second)
+		return batchValues(b)["corpintel_api_requests_total{1,2xx}"]
+	}
+	if got := total(); got != 100 {
+		t.Fatalf("before: %v", got)
+	}
+	mu.Lock()
+	containers = append(containers, reconcile.ObservedContainer{ID: "new", Service: "api", Replica: 1, State: reconcile.StateRunning, IP: "127.0.0.5"})
+	mu.Unlock()
+	fresh.serve(10, "200", 0.001)
+	for range 3 { // whatever order the two are read in
+		if got := total(); got != 110 {
+			t.Fatalf("side by side: %v", got)
+		}
+	}
+	old.serve(5, "200", 0.001) // the old one's last requests before it stops
+	if got := total(); got != 115 {
+		t.Fatalf("old one still serving: %v", got)
+	}
+	mu.Lock()
+	containers = containers[1:]
+	mu.Unlock()
+	fresh.serve(20, "200", 0.001)
+	if got := total(); got != 135 {
+		t.Fatalf("after the old one left: %v", got)
 	}
 }
