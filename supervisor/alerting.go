@@ -38,6 +38,27 @@ type observability struct {
 	metrics atomic.Pointer[health.Metrics]
 	engine  atomic.Pointer[alerts.Engine]
 	good    atomic.Pointer[reconcile.Snapshot] // the last observation that succeeded
+
+	mu    sync.Mutex
+	extra []health.Source // AddMetricSource
+}
+
+// AddMetricSource adds a collector to the supervisor's metrics — how other parts (the
+// backups' last success and verification, the certificates' expiry) feed /metrics and
+// the alert rules (metric names in supervisor/alerts/metrics.go). Call it before Run.
+func (d *Daemon) AddMetricSource(s health.Source) {
+	d.obs.mu.Lock()
+	defer d.obs.mu.Unlock()
+	d.obs.extra = append(d.obs.extra, s)
+}
+
+// alertsReloaded says, on SIGHUP, that a changed [alerts] table takes effect at the next
+// start (the engine and its channels are built once).
+func (d *Daemon) alertsReloaded(next *config.Config) {
+	ac, err := AlertsConfig(next)
+	if err == nil && !reflect.DeepEqual(ac, d.obs.alerts) {
+		d.log.Warn("the [alerts] configuration changed; it takes effect when the supervisor restarts (systemctl restart corpintel)")
+	}
 }
 
 // AlertsConfig decodes and validates the [alerts] table of cfg (defaults filled in);
@@ -201,6 +222,9 @@ func (d *Daemon) sources(ctx context.Context, healthURL string) ([]health.Source
 	if p, ok := d.opts.Engine.(health.Pinger); ok {
 		srcs = append(srcs, health.Docker{Engine: p})
 	}
+	d.obs.mu.Lock()
+	srcs = append(srcs, d.obs.extra...)
+	d.obs.mu.Unlock()
 	return srcs, func() { pg.Close(); rd.Close() }
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/corpintel/corpintel/supervisor/alerts"
 	"github.com/corpintel/corpintel/supervisor/alerts/notify"
 	"github.com/corpintel/corpintel/supervisor/edge"
+	"github.com/corpintel/corpintel/supervisor/health"
 	"github.com/corpintel/corpintel/supervisor/localapi"
 	"github.com/corpintel/corpintel/supervisor/reconcile"
 	"github.com/corpintel/corpintel/supervisor/state"
@@ -224,6 +225,43 @@ func TestObservabilityHelpers(t *testing.T) {
 	_, _ = fresh.d.rec.Refresh(ctx)
 	if s := fresh.d.snapshot(); s.Err == "" {
 		t.Error("no good observation yet: the failed one is all there is")
+	}
+}
+
+// extraSource is another part's collector (the backups', the certificates').
+type extraSource struct{}
+
+var famTestBackup = health.NewGauge(alerts.MetricBackupLastSuccess, "When the newest verified backup finished.")
+
+func (extraSource) Name() string { return "backups" }
+func (extraSource) Collect(_ context.Context, b *health.Batch) error {
+	b.Add(famTestBackup, 1.7e9)
+	return nil
+}
+
+func TestAddMetricSourceAndReload(t *testing.T) {
+	var logs bytes.Buffer
+	td := newTestDaemon(t, nil, t.TempDir(), func(o *Options) { o.Log = slog.New(slog.NewTextHandler(&logs, nil)) })
+	td.d.AddMetricSource(extraSource{})
+	srcs, done := td.d.sources(context.Background(), "")
+	defer done()
+	if srcs[len(srcs)-1].Name() != "backups" {
+		t.Errorf("sources %v", srcs)
+	}
+	b := &health.Batch{}
+	if err := srcs[len(srcs)-1].Collect(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	same := *td.cfg
+	td.d.alertsReloaded(&same)
+	if strings.Contains(logs.String(), "[alerts] configuration changed") {
+		t.Error("warned about an unchanged [alerts]")
+	}
+	changed := *td.cfg
+	changed.Alerts = alertsTable(t, "group_wait = \"1m\"\n")
+	td.d.alertsReloaded(&changed)
+	if !strings.Contains(logs.String(), "[alerts] configuration changed") {
+		t.Errorf("no warning about a changed [alerts]:\n%s", logs.String())
 	}
 }
 

@@ -252,6 +252,7 @@ func (d *Daemon) reload() error {
 	if next.Listen != cur.Listen || next.Socket != cur.Socket {
 		return fmt.Errorf("listen and socket cannot change on reload (%s, %s): restart the supervisor", cur.Listen, cur.Socket)
 	}
+	d.alertsReloaded(next)
 	return d.rec.SetConfig(next)
 }
 

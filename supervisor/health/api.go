@@ -459,7 +459,7 @@ func (a *API) aggregate(b *Batch, edge map[string]float64) {
 	}
 	lat := deltaBuckets(p.latency, base.latency)
 	for _, q := range []struct {
-		f *family
+		f *Family
 		q float64
 	}{{famAPILatencyP50, 0.5}, {famAPILatencyP95, 0.95}, {famAPILatencyP99, 0.99}} {
 		if v, ok := histogramQuantile(q.q, lat); ok {

@@ -16,7 +16,7 @@ import (
 // (host, 4 mounts, 3 API replicas, 6 containers, the services).
 func benchValues(i int) []value {
 	var vs []value
-	add := func(f *family, v float64, labels ...string) { vs = append(vs, value{fam: f, labels: labels, v: v}) }
+	add := func(f *Family, v float64, labels ...string) { vs = append(vs, value{fam: f, labels: labels, v: v}) }
 	for _, m := range cpuModes {
 		add(famCPUSeconds, float64(i), m)
 	}
@@ -31,7 +31,7 @@ func benchValues(i int) []value {
 		}
 	}
 	for _, svc := range []string{"postgres", "redis", "minio", "api/1", "api/2", "api/3"} {
-		for _, f := range []*family{famContainerUp, famContainerHealthy, famContainerRestart, famContainerCPU, famContainerCPUUsed, famContainerMem, famContainerMemLimit} {
+		for _, f := range []*Family{famContainerUp, famContainerHealthy, famContainerRestart, famContainerCPU, famContainerCPUUsed, famContainerMem, famContainerMemLimit} {
 			add(f, float64(i), svc, "")
 		}
 	}

@@ -24,8 +24,9 @@ import (
 // at scrape time also gives every series one timestamp per cycle, which is what the
 // history and the rates over it need.
 
-// family is one metric family of the supervisor's exposition.
-type family struct {
+// Family is one metric family of the supervisor's exposition. Define families once, as
+// package variables (NewGauge, NewCounter), before the supervisor runs.
+type Family struct {
 	name   string
 	help   string
 	typ    prometheus.ValueType
@@ -33,19 +34,25 @@ type family struct {
 	desc   *prometheus.Desc
 }
 
-var families []*family
+var families []*Family
 
-func newFamily(typ prometheus.ValueType, name, help string, labels ...string) *family {
-	f := &family{name: name, help: help, typ: typ, labels: labels, desc: prometheus.NewDesc(name, help, labels, nil)}
+func newFamily(typ prometheus.ValueType, name, help string, labels ...string) *Family {
+	f := &Family{name: name, help: help, typ: typ, labels: labels, desc: prometheus.NewDesc(name, help, labels, nil)}
 	families = append(families, f)
 	return f
 }
 
-func gauge(name, help string, labels ...string) *family {
+// NewGauge defines a gauge family of the supervisor's exposition.
+func NewGauge(name, help string, labels ...string) *Family { return gauge(name, help, labels...) }
+
+// NewCounter defines a counter family (the name ends in _total).
+func NewCounter(name, help string, labels ...string) *Family { return counter(name, help, labels...) }
+
+func gauge(name, help string, labels ...string) *Family {
 	return newFamily(prometheus.GaugeValue, name, help, labels...)
 }
 
-func counter(name, help string, labels ...string) *family {
+func counter(name, help string, labels ...string) *Family {
 	return newFamily(prometheus.CounterValue, name, help, labels...)
 }
 
@@ -70,7 +77,7 @@ var (
 
 // value is one series' value in a batch.
 type value struct {
-	fam    *family
+	fam    *Family
 	labels []string
 	v      float64
 }
@@ -87,7 +94,10 @@ type Batch struct {
 	values []value
 }
 
-func (b *Batch) add(f *family, v float64, labels ...string) {
+// Add records a value of f with its label values (in the family's label order).
+func (b *Batch) Add(f *Family, v float64, labels ...string) { b.add(f, v, labels...) }
+
+func (b *Batch) add(f *Family, v float64, labels ...string) {
 	if len(labels) != len(f.labels) {
 		panic(fmt.Sprintf("health: %s takes labels %v, got %d values", f.name, f.labels, len(labels)))
 	}

@@ -344,7 +344,7 @@ func (r *Redis) Collect(ctx context.Context, b *Batch) error {
 		}
 	}
 	for _, m := range []struct {
-		f   *family
+		f   *Family
 		key string
 	}{{famRedisMem, "used_memory"}, {famRedisMaxMem, "maxmemory"}, {famRedisEvicted, "evicted_keys"}, {famRedisClients, "connected_clients"}} {
 		if v, ok := num(m.key); ok {
