@@ -1,6 +1,8 @@
 package health
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -270,9 +273,12 @@ func (a *API) scrape(ctx context.Context, ip string) (map[string]float64, float6
 	var fams map[string]*dto.MetricFamily
 	url := "http://" + net.JoinHostPort(ip, strconv.Itoa(a.o.Port)) + apiMetricsRoute
 	err := a.get(ctx, url, func(r io.Reader) error {
+		wanted, err := keepFamilies(r, APIRequestsName, APIRequestDuration, APIQueryDurationName, processStartTimeName)
+		if err != nil {
+			return err
+		}
 		p := expfmt.NewTextParser(model.UTF8Validation)
-		var err error
-		fams, err = p.TextToMetricFamilies(r)
+		fams, err = p.TextToMetricFamilies(bytes.NewReader(wanted))
 		return err
 	})
 	if err != nil {
@@ -294,6 +300,32 @@ func (a *API) scrape(ctx context.Context, ip string) (map[string]float64, float6
 	addBuckets(raw, "db/", fams[APIQueryDurationName], func(*dto.Metric) bool { return true })
 	start, _ := firstGauge(fams[processStartTimeName])
 	return raw, start, nil
+}
+
+// keepFamilies copies only the lines of the named families (samples, HELP and TYPE)
+// out of an exposition: the replicas' Go runtime and pool metrics are most of it, and
+// parsing them every cycle would be garbage for nothing.
+func keepFamilies(r io.Reader, names ...string) ([]byte, error) {
+	var out bytes.Buffer
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		name := line
+		if rest, ok := bytes.CutPrefix(line, []byte("# HELP ")); ok {
+			name = rest
+		} else if rest, ok := bytes.CutPrefix(line, []byte("# TYPE ")); ok {
+			name = rest
+		}
+		for _, n := range names {
+			if bytes.HasPrefix(name, []byte(n)) && len(name) > len(n) && strings.ContainsRune(" {_", rune(name[len(n)])) {
+				out.Write(line)
+				out.WriteByte('\n')
+				break
+			}
+		}
+	}
+	return out.Bytes(), sc.Err()
 }
 
 func codeClass(code int) string {

@@ -397,3 +397,30 @@ func TestAPICollectorRollout(t *testing.T) {
 		t.Fatalf("after the old one left: %v", got)
 	}
 }
+
+func TestKeepFamilies(t *testing.T) {
+	in := `# HELP go_goroutines Number of goroutines.
+# TYPE go_goroutines gauge
+go_goroutines 12
+# HELP corpintel_api_http_requests_total HTTP requests.
+# TYPE corpintel_api_http_requests_total counter
+corpintel_api_http_requests_total{code="200"} 5
+# TYPE corpintel_api_http_requests_totalish counter
+corpintel_api_http_requests_totalish 1
+# TYPE process_start_time_seconds gauge
+process_start_time_seconds 1.7e+09
+`
+	got, err := keepFamilies(strings.NewReader(in), APIRequestsName, processStartTimeName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `# HELP corpintel_api_http_requests_total HTTP requests.
+# TYPE corpintel_api_http_requests_total counter
+corpintel_api_http_requests_total{code="200"} 5
+# TYPE process_start_time_seconds gauge
+process_start_time_seconds 1.7e+09
+`
+	if string(got) != want {
+		t.Errorf("kept:\n%s\nwant:\n%s", got, want)
+	}
+}

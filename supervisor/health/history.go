@@ -156,11 +156,12 @@ func (h *history) window(s *hseries, from int64) []alerts.Point {
 	if s.fine.len() > 0 {
 		fineStart = s.fine.at(0).t
 	}
-	var pts []alerts.Point
-	var base *pt
+	pts := make([]alerts.Point, 1, 64) // [0] is the baseline, if any
+	var base pt
+	haveBase := false
 	take := func(p pt) {
 		if p.t <= from {
-			base = &p
+			base, haveBase = p, true
 			return
 		}
 		pts = append(pts, toPoint(p))
@@ -173,9 +174,10 @@ func (h *history) window(s *hseries, from int64) []alerts.Point {
 	for i := range s.fine.len() {
 		take(s.fine.at(i))
 	}
-	if base != nil {
-		pts = append([]alerts.Point{toPoint(*base)}, pts...)
+	if !haveBase {
+		return pts[1:]
 	}
+	pts[0] = toPoint(base)
 	return pts
 }
 
