@@ -376,6 +376,13 @@ func (d *Daemon) TestChannel(ctx context.Context, channel string) (notify.Result
 	return res, err
 }
 
+// PrometheusRules renders the rules as configured for this supervisor as a Prometheus
+// rule file (the monitoring profile's Prometheus, an operator's own); it needs no
+// running engine.
+func (d *Daemon) PrometheusRules(context.Context) ([]byte, error) {
+	return alerts.ExportPrometheusRules(d.obs.alerts)
+}
+
 // MetricsHistory returns the per-minute history of the series named name whose labels
 // include match, since the given time (the console's charts); nil before Run.
 func (d *Daemon) MetricsHistory(name string, match alerts.Labels, since time.Time) []alerts.Series {

@@ -405,6 +405,9 @@ url = "`+hook.URL+`"
 	if problems, err := testutil.GatherAndLint(td.d.Metrics()); err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %v", problems, err)
 	}
+	if rules, err := c.PrometheusRules(ctx); err != nil || !strings.Contains(string(rules), "alert: APIDown") {
+		t.Errorf("rules over the socket: %v %.200s", err, rules)
+	}
 	if h := td.d.MetricsHistory("corpintel_host_cpus", nil, time.Now().Add(-time.Hour)); len(h) != 1 || len(h[0].Points) == 0 {
 		t.Errorf("history %+v", h)
 	}

@@ -57,6 +57,10 @@ func (f *fakeOps) TestChannel(_ context.Context, ch string) (notify.Result, erro
 	return notify.Result{}, &localapi.RequestError{Msg: "unknown channel"}
 }
 
+func (f *fakeOps) PrometheusRules(context.Context) ([]byte, error) {
+	return []byte("groups: []\n"), nil
+}
+
 func TestAlertVerbs(t *testing.T) {
 	ops, sock := startFakeSupervisor(t)
 	cases := []struct {

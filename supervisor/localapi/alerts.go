@@ -2,6 +2,7 @@ package localapi
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"os/user"
@@ -26,6 +27,8 @@ type AlertOperations interface {
 	Unsilence(ctx context.Context, id string) (alerts.Silence, error)
 	// TestChannel sends a test notification through one channel and says how it went.
 	TestChannel(ctx context.Context, channel string) (notify.Result, error)
+	// PrometheusRules renders the configured rules as a Prometheus rule file.
+	PrometheusRules(ctx context.Context) ([]byte, error)
 }
 
 // silenceRequest is a silence on the wire. SudoUser is whom a root client says it acts
@@ -106,6 +109,26 @@ func serveTestChannel(ops Operations, w http.ResponseWriter, r *http.Request) er
 	}
 	writeJSON(w, http.StatusOK, res)
 	return nil
+}
+
+func servePrometheusRules(ops Operations, w http.ResponseWriter, r *http.Request) error {
+	rules, err := ops.PrometheusRules(r.Context())
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/yaml")
+	_, err = w.Write(rules)
+	return err
+}
+
+// PrometheusRules fetches the supervisor's rules as a Prometheus rule file.
+func (c *Client) PrometheusRules(ctx context.Context) ([]byte, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/v1/alerts/rules", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 }
 
 // Alerts asks for the active and recent alerts.

@@ -33,6 +33,10 @@ func (o *recordingOps) TestChannel(_ context.Context, ch string) (notify.Result,
 	return notify.Result{Channel: ch, OK: true}, o.rec("test " + ch)
 }
 
+func (o *recordingOps) PrometheusRules(context.Context) ([]byte, error) {
+	return []byte("groups: []\n"), o.rec("rules")
+}
+
 // serveWithPeers serves like the supervisor does: with peer credentials.
 func serveWithPeers(t *testing.T, ops Operations) *Client {
 	t.Helper()
@@ -78,8 +82,11 @@ func TestAlertRoutes(t *testing.T) {
 	if res, err := c.TestChannel(ctx, "mail"); err != nil || !res.OK || res.Channel != "mail" {
 		t.Fatalf("test %+v %v", res, err)
 	}
+	if rules, err := c.PrometheusRules(ctx); err != nil || string(rules) != "groups: []\n" {
+		t.Fatalf("rules %q %v", rules, err)
+	}
 	got := strings.Join(ops.calls, "|")
-	if !strings.HasPrefix(got, "alerts|silence APIDown 2h0m0s deploy by ") || !strings.HasSuffix(got, "|unsilence s1|test mail") {
+	if !strings.HasPrefix(got, "alerts|silence APIDown 2h0m0s deploy by ") || !strings.HasSuffix(got, "|unsilence s1|test mail|rules") {
 		t.Errorf("calls %q", got)
 	}
 
@@ -112,6 +119,7 @@ func TestAlertRoutes(t *testing.T) {
 		func() error { _, err := c.Alerts(ctx); return err }(),
 		func() error { _, err := c.Silence(ctx, alerts.SilenceRequest{For: time.Hour}); return err }(),
 		func() error { _, err := c.TestChannel(ctx, "x"); return err }(),
+		func() error { _, err := c.PrometheusRules(ctx); return err }(),
 	} {
 		if !errors.As(err, &re) {
 			t.Errorf("error not passed on: %v", err)
