@@ -11,13 +11,15 @@
 #   gotools   staticcheck, gosec, actionlint, built with `go install`
 #   minio     the MinIO server (static, CGO_ENABLED=0; ~3 min cold) for corpintel/minio
 #             and the test harness
+#   pebble    Let's Encrypt's test ACME CA: pebble and pebble-challtestsrv (~30 s cold),
+#             for the certificate tests (internal/testenv/pebble.go)
 #
 # Knobs (environment variables):
 #   CORPINTEL_CACHE       cache root, outside the repo      default: $HOME/.cache/corpintel
 #                         Go tools go to $CORPINTEL_CACHE/tools/<name>-<version>/<name>,
 #                         with symlinks in $CORPINTEL_CACHE/bin (put that on PATH;
 #                         the Makefile does).
-#   CORPINTEL_DEPS        which steps to run, space separated  default: "apt gotools minio"
+#   CORPINTEL_DEPS        which steps to run, space separated  default: "apt gotools minio pebble"
 #   CORPINTEL_APT_PACKAGES  override the Debian package list   default: see APT_PACKAGES below
 #   GO                    the go command                     default: `go` on PATH, else
 #                                                            /usr/local/go/bin/go
@@ -25,6 +27,7 @@
 #   GOSEC_VERSION         default v2.30.0
 #   ACTIONLINT_VERSION    default v1.7.12
 #   MINIO_VERSION         default v0.0.0-20260212201848-7aac2a2c5b7c
+#   PEBBLE_VERSION        default v2.10.1 (keep in step with testenv.PebbleVersion)
 #
 # The redis-server package is installed for its binary (tests run their own redis-server
 # processes); its system service is kept from starting and left disabled, so nothing
@@ -33,17 +36,19 @@ set -euo pipefail
 
 : "${HOME:=$(getent passwd "$(id -u)" | cut -d: -f6)}"
 CACHE=${CORPINTEL_CACHE:-$HOME/.cache/corpintel}
-STEPS=${CORPINTEL_DEPS:-apt gotools minio}
+STEPS=${CORPINTEL_DEPS:-apt gotools minio pebble}
 
 STATICCHECK_VERSION=${STATICCHECK_VERSION:-v0.8.2}
 GOSEC_VERSION=${GOSEC_VERSION:-v2.30.0}
 ACTIONLINT_VERSION=${ACTIONLINT_VERSION:-v1.7.12}
 MINIO_VERSION=${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
+PEBBLE_VERSION=${PEBBLE_VERSION:-v2.10.1}
 
 # debootstrap builds the base image; redis-server/postgresql-15 are the real services the
 # test harness runs; wrk/hyperfine drive benchmarks; jq/curl are used by scripts;
-# and shellcheck lints the shell scripts.
-APT_PACKAGES=${CORPINTEL_APT_PACKAGES:-debootstrap redis-server postgresql-15 wrk hyperfine jq ca-certificates curl shellcheck}
+# shellcheck lints the shell scripts; testssl.sh scans the TLS edge in the certificate
+# tests and nginx is the baseline of bench/tls.sh (its service is never started).
+APT_PACKAGES=${CORPINTEL_APT_PACKAGES:-debootstrap redis-server postgresql-15 wrk hyperfine jq ca-certificates curl shellcheck testssl.sh nginx}
 
 log() { printf '[install-deps %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -119,7 +124,7 @@ step_apt() {
 	# Never leave the distribution's redis (or postgres) service running or enabled.
 	if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
 		local svc
-		for svc in redis-server postgresql; do
+		for svc in redis-server postgresql nginx; do
 			if systemctl is-enabled --quiet "$svc" 2>/dev/null || systemctl is-active --quiet "$svc" 2>/dev/null; then
 				log "apt: disabling system service $svc"
 				as_root systemctl disable --now "$svc" >/dev/null 2>&1 || true
@@ -172,6 +177,12 @@ step_minio() {
 	go_tool minio github.com/minio/minio "$MINIO_VERSION" -trimpath -ldflags "-s -w"
 }
 
+step_pebble() {
+	local -x CGO_ENABLED=0
+	go_tool pebble github.com/letsencrypt/pebble/v2/cmd/pebble "$PEBBLE_VERSION" -trimpath
+	go_tool pebble-challtestsrv github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv "$PEBBLE_VERSION" -trimpath
+}
+
 # --- main --------------------------------------------------------------------------
 mkdir -p "$CACHE/tools" "$CACHE/bin"
 # Two concurrent runs (make -j, parallel shells) would race on the same cache entries.
@@ -180,7 +191,7 @@ flock 9
 
 log "cache: $CACHE; steps: $STEPS"
 if has_step apt; then step_apt; fi
-if has_step gotools || has_step minio; then
+if has_step gotools || has_step minio || has_step pebble; then
 	GOCMD=$(find_go)
 	log "go: $("$GOCMD" version)"
 	# Tools are built as modules of their own, never inside this repo's module.
@@ -188,5 +199,6 @@ if has_step gotools || has_step minio; then
 	export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 	if has_step gotools; then step_gotools; fi
 	if has_step minio; then step_minio; fi
+	if has_step pebble; then step_pebble; fi
 fi
 log "done in $(($(now) - T0))s; tools in $CACHE/bin"
