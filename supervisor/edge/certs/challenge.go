@@ -62,12 +62,17 @@ func (c *challenges) alpnCert(name string) *tls.Certificate {
 }
 
 // HTTPHandler is the handler of the plain-HTTP listener (:80): it answers ACME HTTP-01
-// challenges under /.well-known/acme-challenge/ and hands everything else to next, or,
-// when next is nil, redirects it to HTTPS (301, path and query kept).
+// challenges under /.well-known/acme-challenge/, serves the self-signed CA's CRL at
+// /.well-known/corpintel/ca.crl, and hands everything else to next, or, when next is nil,
+// redirects it to HTTPS (301, path and query kept).
 func (m *Manager) HTTPHandler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if token, ok := strings.CutPrefix(r.URL.Path, challengePath); ok {
 			m.serveChallenge(w, r, token)
+			return
+		}
+		if r.URL.Path == crlPath && m.self != nil {
+			m.serveCRL(w, r)
 			return
 		}
 		if next != nil {

@@ -54,6 +54,13 @@ type slot struct {
 	ocspErr         error
 }
 
+// currentCert is the certificate s serves now.
+func (s *slot) currentCert(m *Manager) *tls.Certificate {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return s.cert
+}
+
 // servedIndex is what GetCertificate reads, replaced as a whole on every change.
 type servedIndex struct {
 	byName   map[string]*tls.Certificate
