@@ -22,8 +22,10 @@ const maxPEMFile = 1 << 20
 type fileIssuer struct {
 	m *Manager
 
-	mu   sync.Mutex
-	hash [32]byte
+	mu      sync.Mutex
+	hash    [32]byte // of the files last looked at
+	served  [32]byte // of the files the served certificate came from
+	readErr string   // the last read error, reported once until it changes
 }
 
 func (f *fileIssuer) retryBounds() (time.Duration, time.Duration) {
@@ -78,7 +80,7 @@ func (f *fileIssuer) restore(s *slot) (*tls.Certificate, error) {
 		return nil, f.describe(err)
 	}
 	f.mu.Lock()
-	f.hash = sum
+	f.hash, f.served = sum, sum
 	f.mu.Unlock()
 	if err := f.validate(c, s); err != nil {
 		s.lastErr = f.describe(err)
@@ -89,15 +91,31 @@ func (f *fileIssuer) restore(s *slot) (*tls.Certificate, error) {
 // obtain reloads the files if they changed.
 func (f *fileIssuer) obtain(_ context.Context, s *slot) (*tls.Certificate, error) {
 	certPEM, keyPEM, sum, err := f.read()
+	f.mu.Lock()
 	if err != nil {
+		repeated := err.Error() == f.readErr
+		f.readErr = err.Error()
+		f.mu.Unlock()
+		if repeated {
+			return nil, errUnchanged
+		}
 		return nil, f.describe(fmt.Errorf("%w (the previous certificate keeps being served)", err))
 	}
-	f.mu.Lock()
+	hadReadErr := f.readErr != ""
+	f.readErr = ""
 	same := sum == f.hash
+	backToServed := sum == f.served && (!same || hadReadErr)
 	// Remember bad content too: it is reported once, not on every poll, and the error
 	// stays in the status until the files change.
 	f.hash = sum
 	f.mu.Unlock()
+	if backToServed {
+		// The files are again what is being served (a bad edit was undone): that is a
+		// success, which clears the reported error.
+		if c := s.currentCert(f.m); c != nil {
+			return c, nil
+		}
+	}
 	if same {
 		return nil, errUnchanged
 	}
@@ -108,6 +126,9 @@ func (f *fileIssuer) obtain(_ context.Context, s *slot) (*tls.Certificate, error
 	if err != nil {
 		return nil, f.describe(fmt.Errorf("new files not loaded: %w (the previous certificate keeps being served)", err))
 	}
+	f.mu.Lock()
+	f.served = sum
+	f.mu.Unlock()
 	return c, nil
 }
 
