@@ -188,7 +188,9 @@ func (f failingIssuer) obtain(context.Context, *slot) (*tls.Certificate, error) 
 	return nil, f.err
 }
 func (f failingIssuer) nextCheck(*tls.Certificate, time.Time) time.Time { return time.Time{} }
-func (f failingIssuer) retryBounds() (time.Duration, time.Duration)   { return time.Minute, 10 * time.Minute }
+func (f failingIssuer) retryBounds() (time.Duration, time.Duration) {
+	return time.Minute, 10 * time.Minute
+}
 
 func TestBackoffSchedule(t *testing.T) {
 	clock := newFakeClock(time.Now())

@@ -150,3 +150,50 @@ func tail(b []byte, n int) string {
 	}
 	return string(b)
 }
+
+// TestEvaluateTestSSL proves the scan's verdict catches what it must (the scan itself
+// only sees a good server).
+func TestEvaluateTestSSL(t *testing.T) {
+	good := []testsslFinding{
+		{"SSLv2", "OK", "not offered"}, {"SSLv3", "OK", "not offered"}, {"TLS1", "INFO", "not offered"},
+		{"TLS1_1", "INFO", "not offered"}, {"TLS1_2", "OK", "offered"}, {"TLS1_3", "OK", "offered with final"},
+		{"cipherlist_NULL", "OK", "not offered"}, {"cipherlist_aNULL", "OK", "not offered"},
+		{"cipherlist_EXPORT", "OK", "not offered"}, {"cipherlist_LOW", "OK", "not offered"},
+		{"cipherlist_3DES_IDEA", "INFO", "not offered"}, {"cipherlist_AVERAGE", "INFO", "not offered"},
+		{"RC4", "OK", "not vulnerable"}, {"HSTS_time", "OK", "730 days (=63072000 seconds)"},
+		{"HSTS_subdomains", "OK", "includes subdomains"}, {"cert_chain_of_trust", "OK", "passed."},
+		{"cipher_xc02b", "INFO", "xc02b ECDHE-ECDSA-AES128-GCM-SHA256 ECDH 253 AESGCM 128"},
+		{"TLS_session_ticket", "LOW", "valid for 604800 seconds (>daily)"},
+	}
+	if p := evaluateTestSSL(good); len(p) != 0 {
+		t.Fatalf("good scan judged bad: %v", p)
+	}
+	bad := []struct {
+		name    string
+		replace testsslFinding
+	}{
+		{"TLS 1.0", testsslFinding{"TLS1", "LOW", "offered (deprecated)"}},
+		{"TLS 1.1", testsslFinding{"TLS1_1", "LOW", "offered (deprecated)"}},
+		{"CBC cipher", testsslFinding{"cipher_xc009", "INFO", "xc009 ECDHE-ECDSA-AES128-SHA ECDH 253 AES 128"}},
+		{"3DES", testsslFinding{"cipherlist_3DES_IDEA", "MEDIUM", "offered"}},
+		{"HIGH", testsslFinding{"heartbleed", "HIGH", "VULNERABLE"}},
+		{"CRITICAL", testsslFinding{"ROBOT", "CRITICAL", "VULNERABLE"}},
+		{"no HSTS", testsslFinding{"HSTS_time", "HIGH", "not offered"}},
+		{"untrusted", testsslFinding{"cert_chain_of_trust", "CRITICAL", "failed (self signed)"}},
+	}
+	for _, b := range bad {
+		fs := append([]testsslFinding(nil), good...)
+		replaced := false
+		for i := range fs {
+			if fs[i].ID == b.replace.ID {
+				fs[i], replaced = b.replace, true
+			}
+		}
+		if !replaced {
+			fs = append(fs, b.replace)
+		}
+		if p := evaluateTestSSL(fs); len(p) == 0 {
+			t.Errorf("%s not caught", b.name)
+		}
+	}
+}
