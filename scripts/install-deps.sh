@@ -45,9 +45,9 @@ MINIO_VERSION=${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
 PEBBLE_VERSION=${PEBBLE_VERSION:-v2.10.1}
 
 # debootstrap builds the base image; redis-server/postgresql-15 are the real services the
-# test harness runs; wrk/hyperfine drive benchmarks; jq/curl are used by scripts;
-# shellcheck lints the shell scripts; testssl.sh scans the TLS edge in the certificate
-# tests and nginx is the baseline of bench/tls.sh (its service is never started).
+# test harness runs; wrk/hyperfine drive benchmarks; jq/curl are used by scripts and
+# the linter of shell scripts is shellcheck; testssl.sh scans the TLS edge in the
+# certificate tests and nginx is the baseline of bench/tls.sh (its service is never started).
 APT_PACKAGES=${CORPINTEL_APT_PACKAGES:-debootstrap redis-server postgresql-15 wrk hyperfine jq ca-certificates curl shellcheck testssl.sh nginx}
 
 log() { printf '[install-deps %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
