@@ -190,8 +190,13 @@ func New(cfg Config, deps Deps) (*Manager, error) {
 		s.cert = c
 		s.nextCheck = now
 		if c != nil {
-			s.nextCheck = m.iss.nextCheck(c, now)
 			s.ocspNext = now
+			s.nextCheck = m.iss.nextCheck(c, now)
+			if cfg.Mode != ModeFile {
+				// A certificate restored inside its renewal window (or expired) is
+				// renewed right away, without the floor that guards fresh ones.
+				s.nextCheck = renewAt(c.Leaf)
+			}
 		}
 		if w := m.failedOrderWait(s); w.After(s.nextCheck) {
 			s.nextCheck = w
@@ -213,8 +218,8 @@ func New(cfg Config, deps Deps) (*Manager, error) {
 	return m, nil
 }
 
-// Close releases the state directory lock. Serving stops being refreshed; handshakes
-// still get the last certificates.
+// Close releases the state directory lock; cancel Run's context first. Handshakes still
+// get the last certificates, but nothing refreshes them any more.
 func (m *Manager) Close() error {
 	m.closeOnce.Do(func() { m.lock.unlock() })
 	return nil
