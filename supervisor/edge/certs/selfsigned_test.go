@@ -230,12 +230,12 @@ func TestSelfSignedLeafCappedByCA(t *testing.T) {
 func TestSelfSignedRenewalDueAtStart(t *testing.T) {
 	clock := newFakeClock(time.Now())
 	dir := t.TempDir()
-	m, reg := newSelfSigned(t, dir, clock, "edge.corpintel.test")
+	m, _ := newSelfSigned(t, dir, clock, "edge.corpintel.test")
 	first := statusOf(t, m, "edge.corpintel.test")
 	_ = m.Close()
 	// The supervisor was down past the renewal time: the first pass renews.
 	clock.Advance(25 * 24 * time.Hour)
-	m, reg = newSelfSigned(t, dir, clock, "edge.corpintel.test")
+	m, reg := newSelfSigned(t, dir, clock, "edge.corpintel.test")
 	if st := statusOf(t, m, "edge.corpintel.test"); st.Serial != first.Serial || st.NextAttempt.After(clock.Now()) {
 		t.Fatalf("restored leaf not due at once: %+v", st)
 	}
