@@ -134,6 +134,9 @@ var (
 	apiHealth      = HealthCheck{Interval: 5 * time.Second, Timeout: 3 * time.Second, StartPeriod: 60 * time.Second, Retries: 3}
 )
 
+// apiStopGrace is an API replica's stop grace: more than the API's 20 s drain.
+const apiStopGrace = 30 * time.Second
+
 // BuildSpec derives the desired stack from the config. It is pure.
 //
 // Pool size: CORPINTEL_PG_POOL_MAX = (max_connections − reserved_connections) / 16
@@ -240,6 +243,10 @@ func BuildSpec(cfg *config.Config, secrets SecretFiles, host Host) (Spec, error)
 	api.Entrypoint = []string{"corpintel"}
 	api.Cmd = []string{"api"}
 	api.Health = withTest(apiHealth, "CMD", "corpintel", "api", "healthcheck")
+	// The edge drains a replica before it is stopped; SIGTERM then gives the API its
+	// own drain (20 s, CORPINTEL_SHUTDOWN_TIMEOUT) for what is still in flight: the grace
+	// must be longer than both.
+	api.StopGrace = apiStopGrace
 	api.Ready = probes[stack.ServiceAPI]
 
 	replicas := cfg.API.Replicas
