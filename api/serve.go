@@ -65,7 +65,7 @@ func Build(ctx context.Context, d app.Deps, reg *prometheus.Registry) (*App, err
 	mods := []web.Module{as, users.New(d), comp, ts, docs, audit.New(d), g}
 
 	h, err := server.New(server.Options{
-		Log: d.Log, Registry: reg, Auth: as, Audit: rec, Modules: mods, CORSOrigins: cfg.CORSOrigins,
+		Log: d.Log, Registry: reg, Auth: as, Audit: rec, Modules: mods, CORSOrigins: cfg.CORSOrigins, TrustedProxies: cfg.TrustedProxies,
 		Checks: []server.Check{
 			{Name: "postgres", Probe: d.Pool.Ping},
 			{Name: "redis", Probe: func(ctx context.Context) error { return d.Redis.Ping(ctx).Err() }},

@@ -19,6 +19,8 @@
 #             and the test harness
 #   mailpit   the mailpit SMTP test server (static, CGO_ENABLED=0) the alert e-mail tests
 #             deliver into and read back through its HTTP API
+#   pebble    Let's Encrypt's test ACME CA: pebble and pebble-challtestsrv (~30 s cold),
+#             for the certificate tests (internal/testenv/pebble.go)
 #
 # Knobs (environment variables):
 #   CORPINTEL_CACHE       cache root, outside the repo      default: $HOME/.cache/corpintel
@@ -26,7 +28,7 @@
 #                         with symlinks in $CORPINTEL_CACHE/bin (put that on PATH;
 #                         the Makefile does).
 #   CORPINTEL_DEPS        which steps to run, space separated
-#                         default: "apt minio" for run, "apt gotools minio mailpit" for all
+#                         default: "apt minio" for run, "apt gotools minio mailpit pebble" for all
 #   CORPINTEL_APT_PACKAGES  override the Debian package list   default: see RUN_APT_PACKAGES
 #                         and TEST_APT_PACKAGES below (run: the first; all: both)
 #   GO                    the go command                     default: `go` on PATH, else
@@ -36,6 +38,7 @@
 #   ACTIONLINT_VERSION    default v1.7.12
 #   MINIO_VERSION         default v0.0.0-20260212201848-7aac2a2c5b7c
 #   MAILPIT_VERSION       default v1.33.1 (keep in step with internal/testenv/mailpit.go)
+#   PEBBLE_VERSION        default v2.10.1 (keep in step with testenv.PebbleVersion)
 #
 # The redis-server package is installed for its binary (tests run their own redis-server
 # processes); its system service is kept from starting and left disabled, so nothing
@@ -51,6 +54,7 @@ GOSEC_VERSION=${GOSEC_VERSION:-v2.30.0}
 ACTIONLINT_VERSION=${ACTIONLINT_VERSION:-v1.7.12}
 MINIO_VERSION=${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
 MAILPIT_VERSION=${MAILPIT_VERSION:-v1.33.1}
+PEBBLE_VERSION=${PEBBLE_VERSION:-v2.10.1}
 
 # Running: debootstrap builds the base image (images/base/mkrootfs.sh); ca-certificates
 # lets Go reach the module proxy over TLS to build MinIO. Everything else runs in the
@@ -59,15 +63,17 @@ RUN_APT_PACKAGES="debootstrap ca-certificates"
 # Testing on top: redis-server/postgresql-15 are the real services the test harness runs;
 # wrk/hyperfine drive benchmarks; jq/curl are used by the bench scripts; shellcheck lints
 # the shell scripts; prometheus ships promtool, which checks the exported alert rules (its
-# service is kept from starting and left disabled, like redis).
-TEST_APT_PACKAGES="redis-server postgresql-15 wrk hyperfine jq curl shellcheck prometheus"
+# service is kept from starting and left disabled, like redis); testssl.sh scans the
+# TLS edge in the certificate tests and nginx is the baseline of bench/tls.sh (its service
+# is never started).
+TEST_APT_PACKAGES="redis-server postgresql-15 wrk hyperfine jq curl shellcheck prometheus testssl.sh nginx"
 case $SET in
 run)
 	STEPS=${CORPINTEL_DEPS:-apt minio}
 	APT_PACKAGES=${CORPINTEL_APT_PACKAGES:-$RUN_APT_PACKAGES}
 	;;
 all)
-	STEPS=${CORPINTEL_DEPS:-apt gotools minio mailpit}
+	STEPS=${CORPINTEL_DEPS:-apt gotools minio mailpit pebble}
 	APT_PACKAGES=${CORPINTEL_APT_PACKAGES:-$RUN_APT_PACKAGES $TEST_APT_PACKAGES}
 	;;
 *)
@@ -151,7 +157,7 @@ step_apt() {
 	# Never leave the distribution's redis (or postgres) service running or enabled.
 	if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
 		local svc
-		for svc in redis-server postgresql prometheus; do
+		for svc in redis-server postgresql prometheus nginx; do
 			if systemctl is-enabled --quiet "$svc" 2>/dev/null || systemctl is-active --quiet "$svc" 2>/dev/null; then
 				log "apt: disabling system service $svc"
 				as_root systemctl disable --now "$svc" >/dev/null 2>&1 || true
@@ -213,6 +219,12 @@ step_mailpit() {
 	go_tool mailpit github.com/axllent/mailpit "$MAILPIT_VERSION" -trimpath -ldflags "-s -w"
 }
 
+step_pebble() {
+	local -x CGO_ENABLED=0
+	go_tool pebble github.com/letsencrypt/pebble/v2/cmd/pebble "$PEBBLE_VERSION" -trimpath
+	go_tool pebble-challtestsrv github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv "$PEBBLE_VERSION" -trimpath
+}
+
 # --- main --------------------------------------------------------------------------
 mkdir -p "$CACHE/tools" "$CACHE/bin"
 # Two concurrent runs (make -j, parallel shells) would race on the same cache entries.
@@ -221,7 +233,7 @@ flock 9
 
 log "set: $SET; cache: $CACHE; steps: $STEPS"
 if has_step apt; then step_apt; fi
-if has_step gotools || has_step minio || has_step mailpit; then
+if has_step gotools || has_step minio || has_step mailpit || has_step pebble; then
 	GOCMD=$(find_go)
 	log "go: $("$GOCMD" version)"
 	# Tools are built as modules of their own, never inside this repo's module.
@@ -230,5 +242,6 @@ if has_step gotools || has_step minio || has_step mailpit; then
 	if has_step gotools; then step_gotools; fi
 	if has_step minio; then step_minio; fi
 	if has_step mailpit; then step_mailpit; fi
+	if has_step pebble; then step_pebble; fi
 fi
 log "done in $(($(now) - T0))s; tools in $CACHE/bin"

@@ -32,7 +32,7 @@ import (
 
 // observability is what the daemon keeps of it.
 type observability struct {
-	edge   *edge.Metrics
+	edge   *edge.Answers // what the edge answered itself
 	alerts alerts.Config // decoded and validated, defaults filled in
 
 	metrics atomic.Pointer[health.Metrics]
@@ -114,10 +114,11 @@ func newObservability(cfg *config.Config, d *Daemon) (*observability, error) {
 	if err != nil {
 		return nil, err
 	}
-	em, err := edge.NewMetrics(d.metrics)
+	em, err := edge.NewAnswers(d.metrics)
 	if err != nil {
 		return nil, fmt.Errorf("edge metrics: %w", err)
 	}
+	d.Proxy().CountAnswers(em)
 	// The supervisor's own footprint (RSS, goroutines, GC) beside what it watches.
 	for _, c := range []prometheus.Collector{collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector()} {
 		if err := d.metrics.Register(c); err != nil {
@@ -217,7 +218,7 @@ func (d *Daemon) sources(ctx context.Context, healthURL string) ([]health.Source
 		health.NewMinIO(health.MinIOOptions{Desired: d.desired, StartGrace: grace, Target: health.ServiceTarget(snap, stack.ServiceMinIO), Probe: probes[stack.ServiceMinIO],
 			Port: stack.PortMinIO, AccessKey: d.secret(stack.SecretMinIORootUser), SecretKey: d.secret(stack.SecretMinIORootPassword), Now: d.now}),
 		health.NewAPI(health.APIOptions{Snapshot: snap, Port: stack.PortAPI, HealthURL: healthURL, ProbeHeader: edge.ProbeHeader,
-			Desired: d.desired, StartGrace: grace, EdgeAnswered: d.obs.edge.EdgeAnswered, Now: d.now}),
+			Desired: d.desired, StartGrace: grace, EdgeAnswered: d.obs.edge.ByClass, Now: d.now}),
 	}
 	if p, ok := d.opts.Engine.(health.Pinger); ok {
 		srcs = append(srcs, health.Docker{Engine: p})

@@ -272,7 +272,7 @@ func TestNewObservabilityRegistry(t *testing.T) {
 	reg.MustRegister(collectors.NewGoCollector())
 	newTestDaemon(t, nil, t.TempDir(), func(o *Options) { o.Metrics = reg })
 	taken := prometheus.NewRegistry()
-	if _, err := edge.NewMetrics(taken); err != nil {
+	if _, err := edge.NewAnswers(taken); err != nil {
 		t.Fatal(err)
 	}
 	cfg := config.Default("dev")
@@ -397,7 +397,7 @@ url = "`+hook.URL+`"
 	resp.Body.Close()
 	for _, fam := range []string{"corpintel_api_health_consecutive_failures", "corpintel_container_up{replica=\"1\",service=\"api\"}",
 		"corpintel_disk_used_ratio{mount=\"/\"}", "corpintel_host_cpus", "corpintel_service_up{service=\"postgres\"} 0",
-		"corpintel_alerts_evaluations_total", "corpintel_edge_requests_total", "corpintel_api_requests_total{code_class=\"5xx\",replica=\"edge\"}"} {
+		"corpintel_alerts_evaluations_total", "corpintel_edge_requests_total", "corpintel_edge_answered_total", "corpintel_api_requests_total{code_class=\"5xx\",replica=\"edge\"}"} {
 		if !strings.Contains(string(body), fam) {
 			t.Errorf("/metrics lacks %s", fam)
 		}

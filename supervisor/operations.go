@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/corpintel/corpintel/internal/stack"
+	"github.com/corpintel/corpintel/supervisor/edge"
 	"github.com/corpintel/corpintel/supervisor/localapi"
 	"github.com/corpintel/corpintel/supervisor/reconcile"
 	"github.com/corpintel/corpintel/supervisor/state"
@@ -78,6 +79,10 @@ func (d *Daemon) RunOperation(ctx context.Context, req OpRequest, fn func(ctx co
 		}
 	}
 	d.log.Info("operation started", "operation", op.Name(), "services", strings.Join(op.Services, ","), "detail", op.Detail)
+	if op.Maintenance {
+		d.edge.SetMaintenance(&edge.Maintenance{Reason: op.Name(), RetryAfter: maintenanceRetry(req.Expected)})
+		defer d.edge.SetMaintenance(nil)
+	}
 	o := &Op{Operation: op, store: d.store}
 	err := runProtected(ctx, o, fn)
 	outcome, text := state.OpSucceeded, ""
@@ -130,7 +135,15 @@ func (d *Daemon) recoverOperations(ctx context.Context) error {
 	}
 	d.log.Warn("resuming an operation a previous supervisor left unfinished", "operation", op.Name(), "last_step", op.LastStep())
 	o := &Op{Operation: op, store: d.store}
+	if op.Maintenance {
+		// The journal says the stack was in maintenance: it stays so until the
+		// operation is finished or reverted.
+		d.edge.SetMaintenance(&edge.Maintenance{Reason: op.Name(), RetryAfter: maintenanceRetry(time.Until(op.ExpectedEnd))})
+	}
 	go func() {
+		if op.Maintenance {
+			defer d.edge.SetMaintenance(nil)
+		}
 		err := runProtected(ctx, o, resume)
 		outcome, text := state.OpSucceeded, ""
 		if err != nil {
@@ -143,6 +156,12 @@ func (d *Daemon) recoverOperations(ctx context.Context) error {
 		notifyKick(d.kick)
 	}()
 	return nil
+}
+
+// maintenanceRetry is the Retry-After clients get in maintenance: the operation's
+// expected length, between 10 s and 5 min.
+func maintenanceRetry(expected time.Duration) time.Duration {
+	return min(max(expected, 10*time.Second), 5*time.Minute)
 }
 
 func orDash(s string) string {

@@ -29,12 +29,12 @@ import (
 	"github.com/corpintel/corpintel/internal/docker"
 	"github.com/corpintel/corpintel/internal/stack"
 	"github.com/corpintel/corpintel/supervisor/edge"
+	"github.com/corpintel/corpintel/supervisor/edge/certs"
 	"github.com/corpintel/corpintel/supervisor/health"
 	"github.com/corpintel/corpintel/supervisor/localapi"
 	"github.com/corpintel/corpintel/supervisor/reconcile"
 	"github.com/corpintel/corpintel/supervisor/state"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Engine is the Docker Engine as the daemon uses it (internal/docker.Client): what the
@@ -62,8 +62,9 @@ type Options struct {
 	Reload func() (*config.Config, error)
 	// Hangup delivers reload requests (SIGHUP).
 	Hangup <-chan os.Signal
-	// Ready is called once the listeners are up and the loop runs.
-	Ready func(apiURL string)
+	// Ready is called once the listeners are up and the loop runs, with where
+	// everything answers.
+	Ready func(Endpoints)
 	// Metrics is the registry of the supervisor's own exposition (/metrics on the
 	// loopback listener); nil makes a new one. Parts register their collectors on it.
 	Metrics *prometheus.Registry
@@ -79,7 +80,7 @@ type Daemon struct {
 	log     *slog.Logger
 	now     func() time.Time
 	rec     *reconcile.Reconciler
-	proxy   *edge.Proxy
+	edge    *edge.Edge
 	status  *health.Collector
 	store   *state.Store
 	owner   string // this process, as the owner of the operations it runs
@@ -90,7 +91,9 @@ type Daemon struct {
 
 	mu          sync.Mutex
 	interrupted []state.Operation
-	localLn     net.Listener // while Run runs (tests close it to stop a part)
+	localLn     net.Listener   // while Run runs (tests close it to stop a part)
+	certs       *certs.Manager // while Run runs with a public listener
+	prober      *certs.Prober
 }
 
 // New checks opts and returns a daemon that has not started. Its operations also work
@@ -108,11 +111,15 @@ func New(opts Options) (*Daemon, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = prometheus.NewRegistry()
 	}
-	d := &Daemon{opts: opts, metrics: opts.Metrics, log: opts.Log, now: opts.Now, proxy: edge.NewProxy(opts.Log), status: health.NewCollector(opts.Engine),
+	d := &Daemon{opts: opts, metrics: opts.Metrics, log: opts.Log, now: opts.Now, status: health.NewCollector(opts.Engine),
 		store: opts.Store, kick: make(chan struct{}, 1),
 		owner: fmt.Sprintf("supervisor pid %d started %s", os.Getpid(), opts.Now().UTC().Format(time.RFC3339Nano))}
+	var err error
+	if d.edge, err = d.newEdge(opts.Config); err != nil {
+		return nil, err
+	}
 	rec, err := reconcile.New(reconcile.Options{Config: opts.Config, Engine: opts.Engine, Store: opts.Store, Log: opts.Log, Now: opts.Now,
-		OnSnapshot: d.setBackends})
+		OnSnapshot: d.setBackends, Drain: d.drain})
 	if err != nil {
 		return nil, err
 	}
@@ -123,21 +130,14 @@ func New(opts Options) (*Daemon, error) {
 	return d, nil
 }
 
-// setBackends points the edge at the serving API replicas of a snapshot. A failed
-// observation keeps the previous set: the replicas may well be serving while the
-// engine does not answer.
-func (d *Daemon) setBackends(s reconcile.Snapshot) {
-	if s.Err != "" {
-		return
-	}
-	d.proxy.SetBackends(s.Backends(stack.ServiceAPI, stack.PortAPI))
-}
-
 // Metrics is the registry of the supervisor's /metrics.
 func (d *Daemon) Metrics() *prometheus.Registry { return d.metrics }
 
-// Proxy returns the loopback proxy (the edge wraps it later).
-func (d *Daemon) Proxy() *edge.Proxy { return d.proxy }
+// Proxy returns the edge's forwarding part.
+func (d *Daemon) Proxy() *edge.Proxy { return d.edge.Proxy() }
+
+// Edge returns the front door.
+func (d *Daemon) Edge() *edge.Edge { return d.edge }
 
 // Reconciler returns the daemon's reconciler.
 func (d *Daemon) Reconciler() *reconcile.Reconciler { return d.rec }
@@ -157,6 +157,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 		_ = proxyLn.Close()
 		return err
 	}
+	public, err := d.listenPublic(cfg)
+	if err != nil {
+		_ = proxyLn.Close()
+		_ = localLn.Close()
+		return err
+	}
+	defer public.close()
+	d.mu.Lock()
+	d.certs, d.prober = public.certs, public.prober
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.certs, d.prober = nil, nil
+		d.mu.Unlock()
+	}()
 	if err := d.recoverOperations(ctx); err != nil {
 		_ = proxyLn.Close()
 		_ = localLn.Close()
@@ -170,20 +185,22 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	proxySrv := edge.NewServer(edge.Loopback(d.obs.edge.Wrap(d.proxy), promhttp.HandlerFor(d.metrics, promhttp.HandlerOpts{Registry: d.metrics})), d.log)
+	proxySrv := edge.NewServer(d.edge.Handler(edge.Loopback), d.log)
 	localSrv := &http.Server{Handler: localapi.NewHandler(d, d.log), ReadHeaderTimeout: 10 * time.Second, ConnContext: localapi.ConnContext}
 
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	var wg sync.WaitGroup
-	serve := func(name string, srv *http.Server, ln net.Listener) {
+	serve := func(name string, srv *http.Server, run func() error) {
 		wg.Go(func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := run(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("%s stopped: %w", name, err)
 			}
 		})
 	}
-	serve("loopback listener", proxySrv, proxyLn)
-	serve("local API", localSrv, localLn)
+	serve("loopback listener", proxySrv, func() error { return proxySrv.Serve(proxyLn) })
+	serve("local API", localSrv, func() error { return localSrv.Serve(localLn) })
+	publicSrvs := d.servePublic(ctx, cfg, public, errc, serve)
+	wg.Go(func() { d.edge.Run(ctx) })
 	wg.Go(func() {
 		err := d.rec.Run(ctx, reconcile.LoopOptions{Events: d.opts.Engine, Resync: d.opts.Resync, Kick: d.kick})
 		if ctx.Err() == nil {
@@ -200,7 +217,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	apiURL := "http://" + proxyLn.Addr().String()
 	d.log.Info("supervisor started", "project", cfg.Project, "profile", cfg.Profile, "api", apiURL, "socket", cfg.Socket)
 	if d.opts.Ready != nil {
-		d.opts.Ready(apiURL)
+		ep := Endpoints{API: apiURL, Socket: cfg.Socket}
+		if public.https != nil {
+			ep.HTTPS = "https://" + displayAddr(public.https.Addr())
+		}
+		if public.http != nil {
+			ep.HTTP = "http://" + displayAddr(public.http.Addr())
+		}
+		d.opts.Ready(ep)
 	}
 
 	var runErr error
@@ -215,10 +239,33 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer scancel()
 	_ = proxySrv.Shutdown(sctx)
 	_ = localSrv.Shutdown(sctx)
+	for _, srv := range publicSrvs {
+		_ = srv.Shutdown(sctx)
+	}
 	wg.Wait()
 	_ = os.Remove(cfg.Socket)
 	d.log.Info("supervisor stopped; the stack keeps running")
 	return runErr
+}
+
+// Endpoints say where the supervisor answers.
+type Endpoints struct {
+	API    string // the loopback listener (plain HTTP)
+	HTTPS  string // the public HTTPS listener ("" when off)
+	HTTP   string // the public HTTP listener: ACME challenges and the redirect
+	Socket string // the local API
+}
+
+// displayAddr prints a listener address a person can open (0.0.0.0 and :: as localhost).
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // watchHangup reloads the config on SIGHUP.
@@ -283,7 +330,17 @@ func (d *Daemon) Status(ctx context.Context) (health.StatusReport, error) {
 	}
 	d.mu.Lock()
 	rep.Interrupted = slices.Clone(d.interrupted)
+	if d.certs != nil {
+		st := d.certs.Status()
+		rep.TLS = &st
+	}
+	if d.prober != nil {
+		rep.TLSServed = d.prober.Results()
+	}
 	d.mu.Unlock()
+	if m := d.edge.InMaintenance(); m != nil {
+		rep.Maintenance = m.Reason
+	}
 	rep.Services = d.status.Services(ctx, health.Inputs{Snapshot: d.rec.Snapshot(), Desired: d.rec.Services(ctx),
 		Backoffs: d.rec.Backoffs(), Reports: last.Reports, Now: d.now()})
 	return rep, nil
@@ -370,7 +427,6 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	} else if ok {
 		return localapi.RequestErrorf("%s is running; stop the stack when it has ended", op.Name())
 	}
-	d.proxy.SetBackends(nil)
 	d.log.Info("stopping the stack on operator request")
 	if _, err := d.rec.Stop(ctx); err != nil {
 		return err

@@ -39,6 +39,7 @@ type testDaemon struct {
 	eng   *dockertest.Engine
 	store *state.Store
 	cfg   *config.Config
+	stop  func()
 }
 
 func newTestDaemon(t *testing.T, eng *dockertest.Engine, stateDir string, mutate func(*Options)) *testDaemon {
@@ -48,6 +49,7 @@ func newTestDaemon(t *testing.T, eng *dockertest.Engine, stateDir string, mutate
 	cfg.Listen = freeAddr(t)
 	cfg.StateDir = stateDir
 	cfg.Socket = filepath.Join(t.TempDir(), "s.sock")
+	cfg.Edge.HTTPS, cfg.Edge.HTTP = "127.0.0.1:0", "127.0.0.1:0"
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -75,24 +77,28 @@ func newTestDaemon(t *testing.T, eng *dockertest.Engine, stateDir string, mutate
 }
 
 // run starts the daemon and returns a client of its local API; the daemon stops when
-// the test ends (and Run's error is checked).
+// the test ends or stop is called (and Run's error is checked).
 func (td *testDaemon) run(t *testing.T) *localapi.Client {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
+	done := make(chan struct{})
+	var runErr error
 	ready := make(chan struct{})
-	td.d.opts.Ready = func(string) { close(ready) }
-	go func() { errc <- td.d.Run(ctx) }()
-	t.Cleanup(func() {
+	td.d.opts.Ready = func(Endpoints) { close(ready) }
+	go func() { runErr = td.d.Run(ctx); close(done) }()
+	td.stop = func() {
 		cancel()
-		if err := <-errc; err != nil {
-			t.Errorf("Run: %v", err)
+		<-done
+		if runErr != nil {
+			t.Errorf("Run: %v", runErr)
 		}
-	})
+		runErr = nil
+	}
+	t.Cleanup(td.stop)
 	select {
 	case <-ready:
-	case err := <-errc:
-		t.Fatalf("Run ended early: %v", err)
+	case <-done:
+		t.Fatalf("Run ended early: %v", runErr)
 	case <-time.After(10 * time.Second):
 		t.Fatal("daemon not ready")
 	}
@@ -228,6 +234,7 @@ func TestDaemonOperations(t *testing.T) {
 	if rep.StoppedAt.IsZero() {
 		t.Error("stop time missing")
 	}
+	td.stop() // the supervisor goes away (a restart); its successor takes the state dir
 	td2 := newTestDaemon(t, td.eng, stateDir, nil)
 	c2 := td2.run(t)
 	// Three passes of the new supervisor's loop (resync 200 ms): nothing may start.
@@ -428,7 +435,7 @@ func TestRunReturnsWhenAPartStops(t *testing.T) {
 	td := newTestDaemon(t, nil, t.TempDir(), nil)
 	errc := make(chan error, 1)
 	ready := make(chan struct{})
-	td.d.opts.Ready = func(string) { close(ready) }
+	td.d.opts.Ready = func(Endpoints) { close(ready) }
 	go func() { errc <- td.d.Run(context.Background()) }()
 	<-ready
 	td.d.mu.Lock()
@@ -502,5 +509,59 @@ func TestPrefixWriter(t *testing.T) {
 func TestNewValidates(t *testing.T) {
 	if _, err := New(Options{}); err == nil {
 		t.Error("New without config")
+	}
+}
+
+// Maintenance mode follows the operation lock: on while an operation that asks for it
+// runs, off after — and on again after a supervisor restart while the journal says the
+// operation is still going (it is resumed).
+func TestMaintenanceFollowsTheOperation(t *testing.T) {
+	ctx := context.Background()
+	td := newTestDaemon(t, nil, t.TempDir(), nil)
+	td.run(t)
+	inOp := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- td.d.RunOperation(ctx, OpRequest{Kind: "restore", Services: []string{"postgres"}, Maintenance: true, Expected: time.Minute},
+			func(ctx context.Context, op *Op) error { close(inOp); <-release; return nil })
+	}()
+	<-inOp
+	if m := td.d.Edge().InMaintenance(); m == nil || m.Reason != "restore #1" || m.RetryAfter != time.Minute {
+		t.Errorf("maintenance during the operation: %+v", m)
+	}
+	rep, _ := td.d.Status(ctx)
+	if rep.Maintenance != "restore #1" {
+		t.Errorf("status maintenance %q", rep.Maintenance)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if m := td.d.Edge().InMaintenance(); m != nil {
+		t.Errorf("maintenance after the operation: %+v", m)
+	}
+
+	dir := t.TempDir()
+	resumed := make(chan struct{})
+	finish := make(chan struct{})
+	td2 := newTestDaemon(t, nil, dir, func(o *Options) {
+		o.Resume = map[string]func(context.Context, *Op) error{"upgrade": func(context.Context, *Op) error { close(resumed); <-finish; return nil }}
+	})
+	if _, err := td2.store.BeginOperation(ctx, state.OpRequest{Kind: "upgrade", Owner: "a dead supervisor", Maintenance: true}); err != nil {
+		t.Fatal(err)
+	}
+	td2.run(t)
+	<-resumed
+	if m := td2.d.Edge().InMaintenance(); m == nil || m.Reason != "upgrade #1" {
+		t.Errorf("maintenance not restored from the journal: %+v", m)
+	}
+	close(finish)
+	deadline := time.Now().Add(5 * time.Second)
+	for td2.d.Edge().InMaintenance() != nil && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if m := td2.d.Edge().InMaintenance(); m != nil {
+		t.Errorf("maintenance after the resumed operation: %+v", m)
 	}
 }

@@ -6,6 +6,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -36,7 +37,13 @@ type Config struct {
 	RefreshTTL  time.Duration
 	KeyRotation time.Duration
 
-	CORSOrigins     []string
+	CORSOrigins []string
+	// TrustedProxies are the peers whose X-Forwarded-For the API believes: the
+	// supervisor's edge only (CORPINTEL_TRUSTED_PROXIES: "gateway" — the container's
+	// default gateway, which is where the edge on the host connects from — or a list of
+	// IPs/CIDRs; "none" trusts nobody). Any other container on the stack network that
+	// sends forwarding headers is not believed.
+	TrustedProxies  []*net.IPNet
 	UploadMaxBytes  int64
 	ShutdownTimeout time.Duration
 	OTLPEndpoint    string
@@ -145,6 +152,11 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		}
 	}
 	c.OTLPEndpoint = getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+	if nets, err := ParseTrustedProxies(getenv("CORPINTEL_TRUSTED_PROXIES"), DefaultGateway); err != nil {
+		errs = append(errs, fmt.Errorf("CORPINTEL_TRUSTED_PROXIES: %w", err))
+	} else {
+		c.TrustedProxies = nets
+	}
 	switch c.Profile {
 	case "dev", "staging", "prod":
 	default:
@@ -168,4 +180,72 @@ func (c Config) RequireServing() error {
 		errs = append(errs, errors.New("no PostgreSQL password (CORPINTEL_PG_PASSWORD_FILE)"))
 	}
 	return errors.Join(errs...)
+}
+
+// ParseTrustedProxies reads CORPINTEL_TRUSTED_PROXIES: "" or "gateway" (the default
+// gateway, from gateway()), "none", or comma-separated IPs and CIDRs.
+func ParseTrustedProxies(v string, gateway func() (net.IP, error)) ([]*net.IPNet, error) {
+	v = strings.TrimSpace(v)
+	switch v {
+	case "none":
+		return nil, nil
+	case "", "gateway":
+		ip, err := gateway()
+		if err != nil {
+			// No default route (not in a container): nobody's forwarding headers count.
+			return nil, nil //nolint:nilerr // trusting nobody is the safe answer
+		}
+		return []*net.IPNet{hostNet(ip)}, nil
+	}
+	var out []*net.IPNet
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if _, n, err := net.ParseCIDR(part); err == nil {
+			out = append(out, n)
+			continue
+		}
+		ip := net.ParseIP(part)
+		if ip == nil {
+			return nil, fmt.Errorf("%q is neither an IP address nor a CIDR", part)
+		}
+		out = append(out, hostNet(ip))
+	}
+	return out, nil
+}
+
+func hostNet(ip net.IP) *net.IPNet {
+	if v4 := ip.To4(); v4 != nil {
+		return &net.IPNet{IP: v4, Mask: net.CIDRMask(32, 32)}
+	}
+	return &net.IPNet{IP: ip, Mask: net.CIDRMask(128, 128)}
+}
+
+// DefaultGateway reads the IPv4 default route's gateway from /proc/net/route. Inside an
+// API container that is the stack network's bridge address: where the supervisor on
+// the host connects from.
+func DefaultGateway() (net.IP, error) {
+	b, err := os.ReadFile("/proc/net/route")
+	if err != nil {
+		return nil, err
+	}
+	return parseRouteGateway(string(b))
+}
+
+func parseRouteGateway(table string) (net.IP, error) {
+	for _, line := range strings.Split(table, "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 3 || f[1] != "00000000" {
+			continue
+		}
+		g, err := strconv.ParseUint(f[2], 16, 32)
+		if err != nil || g == 0 {
+			continue
+		}
+		// /proc/net/route writes the address in host byte order (little-endian here).
+		return net.IPv4(byte(g), byte(g>>8), byte(g>>16), byte(g>>24)), nil
+	}
+	return nil, errors.New("no default route")
 }

@@ -1,6 +1,8 @@
 package app
 
 import (
+	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,5 +54,42 @@ func TestFromEnvErrors(t *testing.T) {
 	c, _ := FromEnv(envOf(nil))
 	if err := c.RequireServing(); err == nil || !strings.Contains(err.Error(), "key-encryption key") {
 		t.Fatalf("RequireServing = %v", err)
+	}
+}
+
+func TestParseTrustedProxies(t *testing.T) {
+	gw := func() (net.IP, error) { return net.ParseIP("172.28.0.1"), nil }
+	noGW := func() (net.IP, error) { return nil, errors.New("no default route") }
+	for _, c := range []struct {
+		in   string
+		gw   func() (net.IP, error)
+		want string
+		err  bool
+	}{
+		{"", gw, "172.28.0.1/32", false},
+		{"gateway", gw, "172.28.0.1/32", false},
+		{"gateway", noGW, "", false},
+		{"none", gw, "", false},
+		{"10.0.0.0/8, 192.0.2.7 ,2001:db8::1", gw, "10.0.0.0/8 192.0.2.7/32 2001:db8::1/128", false},
+		{"example.com", gw, "", true},
+	} {
+		nets, err := ParseTrustedProxies(c.in, c.gw)
+		var got []string
+		for _, n := range nets {
+			got = append(got, n.String())
+		}
+		if (err != nil) != c.err || strings.Join(got, " ") != c.want {
+			t.Errorf("ParseTrustedProxies(%q) = %v %v, want %q", c.in, got, err, c.want)
+		}
+	}
+	table := "Iface\tDestination\tGateway \tFlags\nnet1\t001CA8C0\t00000000\t0001\neth0\t00000000\t01001CAC\t0003\n"
+	if ip, err := parseRouteGateway(table); err != nil || ip.String() != "172.28.0.1" {
+		t.Errorf("gateway %v %v", ip, err)
+	}
+	if _, err := parseRouteGateway("Iface\tDestination\tGateway\n"); err == nil {
+		t.Error("no default route accepted")
+	}
+	if _, err := DefaultGateway(); err != nil && !errors.Is(err, os.ErrNotExist) && !strings.Contains(err.Error(), "no default route") {
+		t.Errorf("DefaultGateway: %v", err)
 	}
 }

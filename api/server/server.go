@@ -41,6 +41,8 @@ type Options struct {
 	Modules     []web.Module
 	Checks      []Check
 	CORSOrigins []string
+	// TrustedProxies are the only peers whose X-Forwarded-For is believed (the edge).
+	TrustedProxies []*net.IPNet
 }
 
 // Handler is the assembled API.
@@ -55,7 +57,7 @@ func New(o Options) (*Handler, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = web.ErrorHandler(o.Log)
-	e.IPExtractor = echo.ExtractIPFromXFFHeader(echo.TrustLoopback(true), echo.TrustPrivateNet(true))
+	e.IPExtractor = ipExtractor(o.TrustedProxies)
 	m := web.NewHTTPMetrics(o.Registry)
 	e.Use(middleware.Recover(), web.RequestIDs(), web.AccessLog(o.Log), m.Middleware(),
 		web.SecurityHeaders(), web.CORS(o.CORSOrigins))
@@ -166,4 +168,18 @@ func ServeListener(ctx context.Context, h http.Handler, ln net.Listener, drain t
 		return fmt.Errorf("graceful shutdown: %w", err)
 	}
 	return nil
+}
+
+// ipExtractor believes X-Forwarded-For only from the trusted proxies (the edge); from
+// anyone else — another container on the stack network included — the TCP peer is the
+// client.
+func ipExtractor(trusted []*net.IPNet) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, n := range trusted {
+		opts = append(opts, echo.TrustIPRange(n))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
 }

@@ -124,3 +124,31 @@ func TestServeDrainsInFlight(t *testing.T) {
 		t.Fatal("Serve on a bad address succeeded")
 	}
 }
+
+// Forwarding headers count only from the trusted proxy (the edge); another container
+// on the stack network claiming a client address is not believed.
+func TestIPExtractorTrustsOnlyTheEdge(t *testing.T) {
+	_, edge, _ := net.ParseCIDR("172.28.0.1/32")
+	ext := ipExtractor([]*net.IPNet{edge})
+	req := func(peer, xff string) *http.Request {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = peer + ":40000"
+		if xff != "" {
+			r.Header.Set("X-Forwarded-For", xff)
+		}
+		return r
+	}
+	for _, c := range []struct{ peer, xff, want string }{
+		{"172.28.0.1", "203.0.113.9", "203.0.113.9"},
+		{"172.28.0.7", "203.0.113.9", "172.28.0.7"}, // a neighbour container spoofing
+		{"127.0.0.1", "203.0.113.9", "127.0.0.1"},
+		{"172.28.0.1", "", "172.28.0.1"},
+	} {
+		if got := ext(req(c.peer, c.xff)); got != c.want {
+			t.Errorf("peer %s xff %q: client %s, want %s", c.peer, c.xff, got, c.want)
+		}
+	}
+	if got := ipExtractor(nil)(req("172.28.0.1", "203.0.113.9")); got != "172.28.0.1" {
+		t.Errorf("no trusted proxy: %s", got)
+	}
+}

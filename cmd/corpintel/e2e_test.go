@@ -67,21 +67,37 @@ type e2eStack struct {
 	project string
 	config  string
 	port    string
-	logPath string
-	sup     *exec.Cmd
+	// httpsPort and httpPort are the public listeners (on 127.0.0.1).
+	httpsPort, httpPort string
+	// base is written into every config of the stack (writeConfig adds to it), and
+	// edgeExtra into its [edge] table.
+	base, edgeExtra string
+	logPath         string
+	sup             *exec.Cmd
 }
 
-func newE2EStack(t *testing.T) *e2eStack {
-	bin, env := buildBinary(t)
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	s := &e2eStack{t: t, bin: bin, env: env, project: "e2e-" + hex.EncodeToString(b[:])}
+func newE2EStack(t *testing.T) *e2eStack { return newE2EStackWith(t, "") }
+
+// freePort returns a port nothing listens on at the moment.
+func freePort(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, s.port, _ = net.SplitHostPort(ln.Addr().String())
-	_ = ln.Close()
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+// newE2EStackWith is a stack whose every config also carries base (TOML tables other
+// than [edge], which holds the public ports).
+func newE2EStackWith(t *testing.T, base string) *e2eStack {
+	bin, env := buildBinary(t)
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	s := &e2eStack{t: t, bin: bin, env: env, project: "e2e-" + hex.EncodeToString(b[:]), base: base}
+	s.port, s.httpsPort, s.httpPort = freePort(t), freePort(t), freePort(t)
 	dir := t.TempDir()
 	s.config = filepath.Join(dir, "corpintel.toml")
 	s.logPath = filepath.Join(dir, "supervisor.log")
@@ -100,7 +116,12 @@ socket = %q
 state_dir = %q
 log_level = "info"
 sample_data = false
-%s`, s.project, s.port, filepath.Join(dir, "run", "corpintel.sock"), filepath.Join(dir, "state"), extra)
+%s
+[edge]
+https = "127.0.0.1:%s"
+http = "127.0.0.1:%s"
+%s
+%s`, s.project, s.port, filepath.Join(dir, "run", "corpintel.sock"), filepath.Join(dir, "state"), s.base, s.httpsPort, s.httpPort, s.edgeExtra, extra)
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
 		s.t.Fatal(err)
 	}

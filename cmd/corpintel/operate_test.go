@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/corpintel/corpintel/supervisor/alerts"
+	"github.com/corpintel/corpintel/supervisor/edge/certs"
 	"github.com/corpintel/corpintel/supervisor/health"
 	"github.com/corpintel/corpintel/supervisor/localapi"
 	"github.com/corpintel/corpintel/supervisor/state"
@@ -52,6 +53,10 @@ func (f *fakeOps) Restart(_ context.Context, svc string) error {
 func (f *fakeOps) Stop(context.Context) error { f.stopped = true; return nil }
 
 func (f *fakeOps) Start(context.Context) error { f.started = true; return nil }
+
+func (f *fakeOps) TLSCheck(context.Context) ([]certs.Finding, error) {
+	return []certs.Finding{{Name: "corp.example", Check: "dns", Severity: certs.SeverityError, Message: "does not resolve"}}, nil
+}
 
 func (f *fakeOps) CreateAdmin(_ context.Context, email string, pw []byte) error {
 	f.admin = email + ":" + string(pw)
@@ -107,6 +112,10 @@ func TestClientVerbs(t *testing.T) {
 		{[]string{"stop", "--socket", sock}, 0, "stack stopped", ""},
 		{[]string{"start", "--socket", sock}, 0, "stack started", ""},
 		{[]string{"create-admin", "--email", "a@b.c", "--password-file", pwFile, "--socket", sock}, 0, "admin a@b.c created", ""},
+		{[]string{"check", "tls", "--socket", sock}, 1, "corp.example: does not resolve", ""},
+		{[]string{"check", "tls", "--json", "--socket", sock}, 1, `"check": "dns"`, ""},
+		{[]string{"check"}, 2, "", "subcommand"},
+		{[]string{"tls"}, 2, "", "subcommand"},
 		{[]string{"create-admin", "--email", "a@b.c", "--socket", sock}, 2, "", "exactly one of --password-stdin or --password-file"},
 		{[]string{"create-admin", "--password-stdin", "--socket", sock}, 2, "", "--email is required"},
 		{[]string{"create-admin", "--email", "a@b.c", "--password-file", shortFile, "--socket", sock}, 2, "", "at least 12 characters"},
@@ -247,13 +256,18 @@ func TestStatusTable(t *testing.T) {
 			Backoff: "exited (exit code 1)", NextAttempt: now.Add(20 * time.Second)},
 		{Service: "postgres", Desired: 1, Running: 1, Healthy: 1, State: "held", Held: "owned by backup #3"},
 	}, Operation: &state.Operation{ID: 3, Kind: "backup", StartedAt: now.Add(-time.Minute), Services: []string{"postgres"}, Steps: []state.OpStep{{Name: "dump"}}},
-		Interrupted: []state.Operation{{ID: 2, Kind: "restore", Error: "interrupted: the supervisor stopped during step copy"}}}
+		Interrupted: []state.Operation{{ID: 2, Kind: "restore", Error: "interrupted: the supervisor stopped during step copy"}},
+		Maintenance: "restore #5",
+		TLS: &certs.Status{Mode: certs.ModeACME, Certificates: []certs.CertStatus{{Name: "corp.example", NotAfter: now.Add(48 * time.Hour),
+			LastAttempt: now, LastError: "CA unreachable"}}},
+		TLSServed: []certs.ProbeResult{{Name: "corp.example", NotAfter: now.Add(24 * time.Hour)}}}
 	var b bytes.Buffer
 	if err := writeStatusTable(&b, r, now); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"3h00m", "next attempt at 2026-12-06T10:00:20Z (in 20s)", "postgres: held: owned by backup #3",
-		"Operation: backup #3 running since", "step dump", "Interrupted: restore #2", "No supervisor is running", "corpintel start", "API: http://127.0.0.1:8000"} {
+		"Operation: backup #3 running since", "step dump", "Interrupted: restore #2", "No supervisor is running", "Maintenance: the API answers 503 while restore #5 runs",
+		"corp.example expires 2026-12-08T10:00:00Z (served: 2026-12-07T10:00:00Z); last renewal attempt 2026-12-06T10:00:00Z failed: CA unreachable", "corpintel start", "API: http://127.0.0.1:8000"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())
 		}

@@ -48,6 +48,29 @@ func writeStatusTable(w io.Writer, r health.StatusReport, now time.Time) error {
 		}
 		fmt.Fprintln(w)
 	}
+	if r.Maintenance != "" {
+		fmt.Fprintf(w, "\nMaintenance: the API answers 503 while %s runs\n", r.Maintenance)
+	}
+	if r.TLS != nil {
+		fmt.Fprintf(w, "\nTLS (%s):", r.TLS.Mode)
+		served := map[string]time.Time{}
+		for _, p := range r.TLSServed {
+			if p.Error == "" {
+				served[p.Name] = p.NotAfter
+			}
+		}
+		for _, c := range r.TLS.Certificates {
+			line := fmt.Sprintf(" %s expires %s", c.Name, c.NotAfter.UTC().Format(time.RFC3339))
+			if na, ok := served[c.Name]; ok && !na.Equal(c.NotAfter) {
+				line += fmt.Sprintf(" (served: %s)", na.UTC().Format(time.RFC3339))
+			}
+			if c.LastError != "" {
+				line += fmt.Sprintf("; last renewal attempt %s failed: %s", c.LastAttempt.UTC().Format(time.RFC3339), c.LastError)
+			}
+			fmt.Fprint(w, "\n  "+line)
+		}
+		fmt.Fprintln(w)
+	}
 	for _, op := range r.Interrupted {
 		fmt.Fprintf(w, "\nInterrupted: %s (started %s) — %s\n", op.Name(), op.StartedAt.UTC().Format(time.RFC3339), op.Error)
 	}

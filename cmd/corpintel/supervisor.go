@@ -108,8 +108,15 @@ func runSupervisor(ctx context.Context, flags *configFlags, stdout, stderr io.Wr
 	d, err := supervisor.New(supervisor.Options{
 		Config: cfg, Engine: eng, Store: store, Log: log, Hangup: hup,
 		Reload: func() (*config.Config, error) { return flags.load(stderr) },
-		Ready: func(apiURL string) {
-			fmt.Fprintf(stdout, "API: %s (health: /health)\nCLI socket: %s\n", apiURL, cfg.Socket)
+		Ready: func(ep supervisor.Endpoints) {
+			fmt.Fprintf(stdout, "API: %s (health: /health)\n", ep.API)
+			if ep.HTTPS != "" {
+				fmt.Fprintf(stdout, "HTTPS: %s (certificate: tls.mode %s; `corpintel tls ca` prints the local CA in self-signed mode)\n", ep.HTTPS, cfg.TLS.Mode)
+			}
+			if ep.HTTP != "" {
+				fmt.Fprintf(stdout, "HTTP: %s (ACME challenges; everything else redirects to HTTPS)\n", ep.HTTP)
+			}
+			fmt.Fprintf(stdout, "CLI socket: %s\n", ep.Socket)
 		},
 	})
 	if err != nil {

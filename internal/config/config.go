@@ -79,6 +79,8 @@ type Config struct {
 	Postgres Postgres `toml:"postgres"`
 	Redis    Redis    `toml:"redis"`
 	MinIO    MinIO    `toml:"minio"`
+	Edge     Edge     `toml:"edge"`
+	TLS      TLS      `toml:"tls"`
 	Metrics  Metrics  `toml:"metrics"`
 	Alerts   Alerts   `toml:"alerts"`
 
@@ -176,6 +178,7 @@ func Default(profile string) *Config {
 		Redis: Redis{Resources: Resources{Image: "corpintel/redis:7", CPUs: 1, Memory: 2 * GiB}},
 		MinIO: MinIO{Resources: Resources{Image: "corpintel/minio:latest", CPUs: 1, Memory: 2 * GiB}, Bucket: "corporate-documents"},
 	}
+	c.Edge, c.TLS = defaultEdge(profile), defaultTLS(profile)
 	c.Metrics = defaultMetrics()
 	switch profile {
 	case "prod":
@@ -578,6 +581,7 @@ func (c *Config) validate() error {
 	if lim := ByteSize(float64(c.Redis.Memory) * redisMaxFrac); c.Redis.MaxMemory > lim {
 		bad("redis.maxmemory", "must be ≤ 70%% of redis.memory (%s) so an AOF rewrite cannot be OOM-killed, got %s", lim, c.Redis.MaxMemory)
 	}
+	c.validateEdge(bad)
 	if !bucketRE.MatchString(c.MinIO.Bucket) {
 		bad("minio.bucket", "must be a valid bucket name (3–63 of a-z, 0-9, '.', '-'), got %q", c.MinIO.Bucket)
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/corpintel/corpintel/internal/docker"
+	"github.com/corpintel/corpintel/supervisor/edge/certs"
 	"github.com/corpintel/corpintel/supervisor/reconcile"
 	"github.com/corpintel/corpintel/supervisor/state"
 )
@@ -43,6 +44,12 @@ type StatusReport struct {
 	// start (shown until the next operation ends).
 	Interrupted []state.Operation `json:"interrupted,omitempty"`
 	Services    []ServiceStatus   `json:"services"`
+	// Maintenance names the operation the edge answers 503 for ("" when serving).
+	Maintenance string `json:"maintenance,omitempty"`
+	// TLS is the certificate manager's view, TLSServed what the HTTPS listener actually
+	// serves (read from a handshake).
+	TLS       *certs.Status       `json:"tls,omitempty"`
+	TLSServed []certs.ProbeResult `json:"tls_served,omitempty"`
 }
 
 // ServiceStatus is one line of the status table.

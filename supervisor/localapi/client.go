@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/corpintel/corpintel/supervisor/edge/certs"
 	"github.com/corpintel/corpintel/supervisor/health"
 )
 
@@ -150,4 +151,11 @@ func (c *Client) Logs(ctx context.Context, service string, opts LogOptions, w io
 		return nil // the operator pressed Ctrl-C
 	}
 	return err
+}
+
+// TLSCheck runs the certificate preflight on the supervisor.
+func (c *Client) TLSCheck(ctx context.Context) ([]certs.Finding, error) {
+	var fs []certs.Finding
+	err := c.call(ctx, http.MethodPost, "/v1/tls/check", nil, &fs)
+	return fs, err
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/corpintel/corpintel/supervisor/edge/certs"
 	"github.com/corpintel/corpintel/supervisor/health"
 )
 
@@ -42,6 +43,9 @@ func (o *recordingOps) Stop(context.Context) error                { return o.rec
 func (o *recordingOps) Start(context.Context) error               { return o.rec("start") }
 func (o *recordingOps) CreateAdmin(_ context.Context, email string, pw []byte) error {
 	return o.rec("create-admin " + email + " " + string(pw))
+}
+func (o *recordingOps) TLSCheck(context.Context) ([]certs.Finding, error) {
+	return []certs.Finding{{Name: "x.example", Check: "dns", Severity: certs.SeverityError, Message: "no A record"}}, o.rec("tls-check")
 }
 func (o *recordingOps) Logs(_ context.Context, s string, opts LogOptions, w io.Writer) error {
 	if err := o.rec("logs " + s); err != nil {
@@ -76,11 +80,14 @@ func TestRoutesRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if fs, err := c.TLSCheck(ctx); err != nil || len(fs) != 1 || fs[0].Message != "no A record" {
+		t.Fatalf("tls check %+v %v", fs, err)
+	}
 	var b bytes.Buffer
 	if err := c.Logs(ctx, "api", LogOptions{Tail: 3, Follow: true}, &b); err != nil || b.String() != "line\n" {
 		t.Fatalf("logs %q %v", b.String(), err)
 	}
-	want := "status|scale api=3|restart redis|stop|start|create-admin a@b.c pw|logs api"
+	want := "status|scale api=3|restart redis|stop|start|create-admin a@b.c pw|tls-check|logs api"
 	if got := strings.Join(ops.calls, "|"); got != want {
 		t.Errorf("calls %q, want %q", got, want)
 	}

@@ -58,6 +58,14 @@ var Routes = []Route{
 		return done(w, ops.CreateAdmin(r.Context(), req.Email, []byte(req.Password)))
 	}},
 	{http.MethodGet, "/v1/logs", "a service's logs (follow=1 streams)", serveLogs},
+	{http.MethodPost, "/v1/tls/check", "certificate preflight for the configured names", func(ops Operations, w http.ResponseWriter, r *http.Request) error {
+		fs, err := ops.TLSCheck(r.Context())
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, fs)
+		return nil
+	}},
 	{http.MethodGet, "/v1/alerts", "active and recent alerts, silences and channels", serveAlerts},
 	{http.MethodPost, "/v1/alerts/silences", "silence alerts for a while", serveSilence},
 	{http.MethodPost, "/v1/alerts/unsilence", "end a silence now", serveUnsilence},

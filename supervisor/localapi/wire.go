@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/corpintel/corpintel/supervisor/edge/certs"
 	"github.com/corpintel/corpintel/supervisor/health"
 )
 
@@ -25,6 +26,9 @@ type Operations interface {
 	// CreateAdmin creates an API admin user by a one-shot job; the password travels
 	// in the request body and into the job as a file, never in argv or environment.
 	CreateAdmin(ctx context.Context, email string, password []byte) error
+	// TLSCheck runs the certificate preflight (DNS, ports 80/443 reaching this edge,
+	// CAA) for the configured names.
+	TLSCheck(ctx context.Context) ([]certs.Finding, error)
 	AlertOperations
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -232,5 +233,62 @@ func TestFailedStatefulRecreateIsHeld(t *testing.T) {
 	}
 	if hs, _ := r2.store.Holds(ctx); len(hs) != 0 {
 		t.Errorf("hold kept after a successful recreate: %v", hs)
+	}
+}
+
+// An API replica leaves the edge (drain) before it is told to stop, and only after
+// its replacement passed its gate and the edge learned about it.
+func TestDrainBeforeStop(t *testing.T) {
+	ctx := context.Background()
+	r, f, _ := clocked(t, "prod")
+	var events []string
+	r.drain = func(_ context.Context, id string) {
+		f.Do(func(e *dockertest.Engine) {
+			for _, c := range e.Containers {
+				if c.ID == id {
+					events = append(events, "drain "+c.Name+" "+c.State)
+				}
+			}
+		})
+	}
+	r.onSnapshot = func(s Snapshot) {
+		if n := len(s.Backends(stack.ServiceAPI, stack.PortAPI)); n > 0 {
+			events = append(events, "backends "+strconv.Itoa(n))
+		}
+	}
+	if _, err := r.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	events = nil
+	if err := r.MarkRestart(ctx, stack.ServiceAPI); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(events, " | ")
+	// Per replica: the new one is announced (3 serving for a moment), then the old one
+	// drained while still running.
+	for _, want := range []string{"backends 3 | drain cit-api-1 running", "backends 3 | drain cit-api-2 running"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("events %q lack %q", got, want)
+		}
+	}
+	events = nil
+	if err := r.SetScale(ctx, stack.ServiceAPI, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(events, " | "), "drain cit-api-2 running") {
+		t.Errorf("scale down without drain: %q", events)
+	}
+	events = nil
+	if _, err := r.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(events, " | "), "drain cit-api-1 running") {
+		t.Errorf("stop without drain: %q", events)
 	}
 }

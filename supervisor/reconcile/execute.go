@@ -52,6 +52,12 @@ type executor struct {
 	// rolledBack, when set, learns a stateful recreate that failed and was rolled back
 	// (the service, the spec hash that failed, why).
 	rolledBack func(service, hash string, err error)
+	// drain, when set, takes an API replica out of the edge's backend set and waits
+	// for its requests in flight before the replica is told to stop.
+	drain func(ctx context.Context, id string)
+	// joined, when set, is told that a new API replica passed its gate, so that the
+	// edge sends it traffic before an old one is drained.
+	joined func(ctx context.Context)
 }
 
 // run executes the steps in order and stops at the first failure: later steps depend
@@ -123,8 +129,11 @@ func (x *executor) step(ctx context.Context, s Step) error {
 		return x.eng.CreateVolume(ctx, s.Name, map[string]string{stack.LabelProject: x.spec.Project})
 	case StepStart:
 		svc := x.service(s.Service)
-		_, err := x.startGated(ctx, svc, s.Replica, s.Name)
-		return err
+		if _, err := x.startGated(ctx, svc, s.Replica, s.Name); err != nil {
+			return err
+		}
+		x.announce(ctx, svc.Name)
+		return nil
 	case StepRecreate:
 		return x.recreateStopFirst(ctx, x.service(s.Service), s)
 	case StepRollout:
@@ -132,11 +141,11 @@ func (x *executor) step(ctx context.Context, s Step) error {
 	case StepRename:
 		return x.eng.RenameContainer(ctx, s.OldID, s.Name)
 	case StepRemove:
-		return x.stopRemove(ctx, s.OldID, x.stopGrace(s.Service))
+		return x.stopRemove(ctx, s.Service, s.OldID, x.stopGrace(s.Service))
 	case StepRunJob:
 		return x.runJob(ctx, s.Job)
 	case StepStop:
-		if err := x.eng.StopContainer(ctx, s.OldID, x.stopGrace(s.Service)); err != nil && !docker.IsNotFound(err) {
+		if err := x.stop(ctx, s.Service, s.OldID, x.stopGrace(s.Service)); err != nil && !docker.IsNotFound(err) {
 			return err
 		}
 		return nil
@@ -168,6 +177,13 @@ func (x *executor) stopGrace(service string) time.Duration {
 		return 60 * time.Second
 	}
 	return 30 * time.Second
+}
+
+// announce tells the edge about a new API replica that passed its gate.
+func (x *executor) announce(ctx context.Context, service string) {
+	if service == stack.ServiceAPI && x.joined != nil {
+		x.joined(ctx)
+	}
 }
 
 func (x *executor) service(name string) ServiceSpec {
@@ -289,9 +305,20 @@ func (x *executor) gateFailure(ctx context.Context, c docker.Container, why stri
 	return errors.New(b.String())
 }
 
+// stop stops a container with grace; an API replica is drained from the edge first, so
+// that no new request reaches it and those in flight finish.
+func (x *executor) stop(ctx context.Context, service, id string, grace time.Duration) error {
+	if service == stack.ServiceAPI && x.drain != nil {
+		dctx, cancel := context.WithTimeout(ctx, grace/2)
+		x.drain(dctx, id)
+		cancel()
+	}
+	return x.eng.StopContainer(ctx, id, grace)
+}
+
 // stopRemove stops a container with grace and removes it.
-func (x *executor) stopRemove(ctx context.Context, id string, grace time.Duration) error {
-	if err := x.eng.StopContainer(ctx, id, grace); err != nil && !docker.IsNotFound(err) {
+func (x *executor) stopRemove(ctx context.Context, service, id string, grace time.Duration) error {
+	if err := x.stop(ctx, service, id, grace); err != nil && !docker.IsNotFound(err) {
 		return err
 	}
 	return x.eng.RemoveContainer(ctx, id, true)
@@ -302,7 +329,7 @@ func (x *executor) stopRemove(ctx context.Context, id string, grace time.Duratio
 // container is removed and the old one gets its name back and is started again.
 func (x *executor) recreateStopFirst(ctx context.Context, svc ServiceSpec, s Step) error {
 	aside := s.Name + "-old"
-	if err := x.eng.StopContainer(ctx, s.OldID, svc.Container.StopGrace); err != nil && !docker.IsNotFound(err) {
+	if err := x.stop(ctx, svc.Name, s.OldID, svc.Container.StopGrace); err != nil && !docker.IsNotFound(err) {
 		return err
 	}
 	if s.OldName != aside {
@@ -312,6 +339,7 @@ func (x *executor) recreateStopFirst(ctx context.Context, svc ServiceSpec, s Ste
 	}
 	_, err := x.startGated(ctx, svc, s.Replica, s.Name)
 	if err == nil {
+		x.announce(ctx, svc.Name)
 		return x.eng.RemoveContainer(ctx, s.OldID, true)
 	}
 	// Roll back to the old container (and so the old spec), and remember that this spec
@@ -339,7 +367,8 @@ func (x *executor) rolloutNewFirst(ctx context.Context, svc ServiceSpec, s Step)
 	if err != nil {
 		return fmt.Errorf("%w (the old container keeps running)", err)
 	}
-	if err := x.stopRemove(ctx, s.OldID, svc.Container.StopGrace); err != nil {
+	x.announce(ctx, svc.Name)
+	if err := x.stopRemove(ctx, svc.Name, s.OldID, svc.Container.StopGrace); err != nil {
 		return err
 	}
 	return x.eng.RenameContainer(ctx, newID, s.Name)

@@ -31,6 +31,7 @@ type Store interface {
 	SetHold(ctx context.Context, service string, h state.Hold) error
 	ClearHold(ctx context.Context, service string) error
 	OwnedServices(ctx context.Context) (map[string]string, error)
+	LiveVolumes(ctx context.Context) (map[string]string, error)
 }
 
 var _ Store = (*state.Store)(nil)
@@ -50,6 +51,9 @@ type Options struct {
 	// OnSnapshot, when set, is called with every new snapshot (after every observe):
 	// the edge takes its backends from it.
 	OnSnapshot func(Snapshot)
+	// Drain, when set, is called before an API replica is told to stop: the edge takes
+	// it out of its backend set and waits for its requests in flight (until ctx ends).
+	Drain func(ctx context.Context, containerID string)
 }
 
 // Reconciler drives one project's stack towards its spec. Its methods are safe for
@@ -60,6 +64,7 @@ type Reconciler struct {
 	log        *slog.Logger
 	now        func() time.Time
 	onSnapshot func(Snapshot)
+	drain      func(ctx context.Context, id string)
 
 	pass sync.Mutex // one pass at a time
 
@@ -106,7 +111,7 @@ func New(opts Options) (*Reconciler, error) {
 	if opts.Backoff.Max == 0 {
 		opts.Backoff = DefaultBackoff
 	}
-	r := &Reconciler{eng: opts.Engine, store: opts.Store, log: opts.Log, now: opts.Now, onSnapshot: opts.OnSnapshot,
+	r := &Reconciler{eng: opts.Engine, store: opts.Store, log: opts.Log, now: opts.Now, onSnapshot: opts.OnSnapshot, drain: opts.Drain,
 		cfg: opts.Config, force: map[string]bool{}, host: host, backoff: newBackoffs(opts.Backoff)}
 	r.snap.Store(&Snapshot{ready: &r.ready})
 	return r, nil
@@ -153,6 +158,11 @@ func (r *Reconciler) Desired(ctx context.Context) (Spec, error) {
 		r.secrets = secrets
 		r.mu.Unlock()
 	}
+	live, err := r.store.LiveVolumes(ctx)
+	if err != nil {
+		return Spec{}, err
+	}
+	host.LiveVolumes = live
 	host.ImageIDs = map[string]string{}
 	for _, svc := range stack.Services {
 		res, _ := cfg.ServiceResources(svc)
@@ -342,7 +352,12 @@ func (r *Reconciler) passLocked(ctx context.Context) (Plan, error) {
 }
 
 func (r *Reconciler) executor(spec Spec) *executor {
-	return &executor{eng: r.eng, spec: spec, log: r.log, jobDone: r.store.MarkJobDone, ready: &r.ready,
+	return &executor{eng: r.eng, spec: spec, log: r.log, jobDone: r.store.MarkJobDone, ready: &r.ready, drain: r.drain,
+		joined: func(ctx context.Context) {
+			if _, err := r.Refresh(ctx); err != nil {
+				r.log.Warn("refresh after a new replica", "err", err)
+			}
+		},
 		rolledBack: func(service, hash string, err error) {
 			h := state.Hold{Hash: hash, At: r.now(), Error: err.Error()}
 			if serr := r.store.SetHold(context.Background(), service, h); serr != nil {
@@ -464,7 +479,7 @@ func (r *Reconciler) Stop(ctx context.Context) (Plan, error) {
 		return Plan{}, fmt.Errorf("stop: %w", err)
 	}
 	plan := BuildStopPlan(r.Config().Project, obs)
-	x := &executor{eng: r.eng, log: r.log}
+	x := &executor{eng: r.eng, log: r.log, drain: r.drain}
 	if _, err := x.run(ctx, plan); err != nil {
 		return plan, fmt.Errorf("stop: %w", err)
 	}
