@@ -107,8 +107,14 @@ func TestKeyParsingRefusesOtherKeys(t *testing.T) {
 		{"private as public", func() error { _, err := ReadPublicKey(ec); return err }, "PUBLIC KEY"},
 		{"missing", func() error { _, err := ReadPublicKey(filepath.Join(dir, "nope")); return err }, "no such file"},
 		{"missing private", func() error { _, err := ReadPrivateKey(filepath.Join(dir, "nope")); return err }, "no such file"},
-		{"garbage private", func() error { _, err := ParsePrivateKey([]byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")); return err }, "signing key"},
-		{"garbage public", func() error { _, err := ParsePublicKey([]byte("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")); return err }, "release key"},
+		{"garbage private", func() error {
+			_, err := ParsePrivateKey([]byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"))
+			return err
+		}, "signing key"},
+		{"garbage public", func() error {
+			_, err := ParsePublicKey([]byte("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"))
+			return err
+		}, "release key"},
 	} {
 		if err := tt.err(); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: err %v, want %q", tt.name, err, tt.want)

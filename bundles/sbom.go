@@ -262,7 +262,7 @@ func buildSBOM(binary, version string, images []sbomImage, now time.Time) ([]byt
 		return nil, fmt.Errorf("sbom: read the build info of %s: %w", binary, err)
 	}
 	app := cdxComponent{Type: "application", BOMRef: "corpintel", Name: "corpintel", Version: version,
-		PURL: "pkg:golang/" + bi.Main.Path + "@" + version,
+		PURL:       "pkg:golang/" + bi.Main.Path + "@" + version,
 		Properties: []cdxProperty{{Name: "go:toolchain", Value: bi.GoVersion}}}
 	for _, s := range bi.Settings {
 		switch s.Key {

@@ -153,7 +153,9 @@ func TestVerifyRefuses(t *testing.T) {
 		{name: "path traversal", mutate: func(fb *fakeBundle) {
 			fb.entries = append(fb.entries, entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "../../etc/cron.d/evil", Size: 3, Mode: 0o644}, data: []byte("x\n\n")})
 		}, want: `entry "../../etc/cron.d/evil" has a directory part`},
-		{name: "absolute path", mutate: func(fb *fakeBundle) { fb.entries[fb.index(UnitFile)].hdr.Name = "/etc/systemd/system/corpintel.service" }, want: "directory part"},
+		{name: "absolute path", mutate: func(fb *fakeBundle) {
+			fb.entries[fb.index(UnitFile)].hdr.Name = "/etc/systemd/system/corpintel.service"
+		}, want: "directory part"},
 		{name: "directory part", mutate: func(fb *fakeBundle) { fb.entries[fb.index(UnitFile)].hdr.Name = "systemd/corpintel.service" }, want: "directory part"},
 		{name: "dot-dot in a name", mutate: func(fb *fakeBundle) { fb.entries[fb.index(UnitFile)].hdr.Name = "corpintel..service" }, want: "directory part"},
 		{name: "symlink out of the tree", mutate: func(fb *fakeBundle) {
