@@ -107,13 +107,23 @@ func TestPreThresholds(t *testing.T) {
 		{"small disk", func(h *Host, _ *PreOptions) {
 			h.DiskFree = func(string) (uint64, uint64, error) { return 60 << 30, 100 << 30, nil }
 		}, "disk", Warn, "bigger disk"},
-		{"unsynced clock", func(h *Host, _ *PreOptions) { h.Clock = func() (bool, time.Duration, error) { return false, 16 * time.Second, nil } }, "clock", Warn, "set-ntp"},
+		{"unsynced clock", func(h *Host, _ *PreOptions) {
+			h.Clock = func() (bool, time.Duration, error) { return false, 16 * time.Second, nil }
+		}, "clock", Warn, "set-ntp"},
 		{"slow disk", func(h *Host, _ *PreOptions) {
-			h.Fsync = func(string, int) ([]time.Duration, error) { return []time.Duration{30 * time.Millisecond, 40 * time.Millisecond}, nil }
+			h.Fsync = func(string, int) ([]time.Duration, error) {
+				return []time.Duration{30 * time.Millisecond, 40 * time.Millisecond}, nil
+			}
 		}, "fsync backup dir", Warn, "SSD"}, // one measurement per file system: the first dir's name
-		{"no docker", func(_ *Host, o *PreOptions) { o.Engine, o.EngineErr = nil, errors.New("dial unix /var/run/docker.sock: no such file") }, "docker", Fail, "apt-get install docker.io"},
-		{"old docker", func(_ *Host, o *PreOptions) { o.Engine = fakeEngine{info: docker.EngineInfo{Version: "19.03.1", RootDir: "/"}} }, "docker", Fail, "20.10"},
-		{"vfs", func(_ *Host, o *PreOptions) { o.Engine = fakeEngine{info: docker.EngineInfo{Version: "20.10.24", StorageDriver: "vfs", RootDir: "/"}} }, "docker", Warn, "overlay2"},
+		{"no docker", func(_ *Host, o *PreOptions) {
+			o.Engine, o.EngineErr = nil, errors.New("dial unix /var/run/docker.sock: no such file")
+		}, "docker", Fail, "apt-get install docker.io"},
+		{"old docker", func(_ *Host, o *PreOptions) {
+			o.Engine = fakeEngine{info: docker.EngineInfo{Version: "19.03.1", RootDir: "/"}}
+		}, "docker", Fail, "20.10"},
+		{"vfs", func(_ *Host, o *PreOptions) {
+			o.Engine = fakeEngine{info: docker.EngineInfo{Version: "20.10.24", StorageDriver: "vfs", RootDir: "/"}}
+		}, "docker", Warn, "overlay2"},
 		{"docker info fails", func(_ *Host, o *PreOptions) { o.Engine = fakeEngine{err: errors.New("boom")} }, "docker", Fail, "docker info"},
 		{"domain elsewhere", func(h *Host, _ *PreOptions) {
 			h.Lookup = func(context.Context, string) ([]net.IP, error) { return []net.IP{net.ParseIP("198.51.100.1")}, nil }
