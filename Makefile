@@ -74,6 +74,7 @@ lint: deps ## gofmt, go vet, staticcheck, gosec, actionlint, shellcheck
 	gosec -quiet -exclude=$(GOSEC_EXCLUDE) -exclude-dir=bench ./...
 	actionlint .github/workflows/*.yml
 	shellcheck .ci/run scripts/*.sh images/*.sh images/*/*.sh bench/*.sh
+	shellcheck -s sh installer/*.sh
 	@echo "lint: ok"
 
 cover: ## all tests (unit, integration, end-to-end) with merged coverage; fails below 80 %
