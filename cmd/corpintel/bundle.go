@@ -25,7 +25,9 @@ func newBundleCmd() *cobra.Command {
 		Use:   "bundle",
 		Short: "Air-gapped bundles: build, verify, load, keygen (see bundles/ for the format)",
 		Args:  cobra.NoArgs,
-		RunE:  func(*cobra.Command, []string) error { return usagef("bundle needs a subcommand: build, verify, load, keygen") },
+		RunE: func(*cobra.Command, []string) error {
+			return usagef("bundle needs a subcommand: build, verify, load, keygen")
+		},
 	}
 	cmd.AddCommand(newBundleBuildCmd(), newBundleVerifyCmd(), newBundleLoadCmd(), newBundleKeygenCmd())
 	return cmd
