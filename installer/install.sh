@@ -192,8 +192,8 @@ verify_bundle() {
 	openssl pkey -pubin -in "$WORK/release.pub" -noout 2>/dev/null || fatal "the pinned release key is not a valid public key"
 
 	# Entries: regular files only, plain names, each once, exactly the format's files.
-	tar -tvf "$b" >"$WORK/list.v" 2>"$WORK/tar.err" || refuse "the archive is damaged or truncated: $(head -c 300 "$WORK/tar.err")"
-	tar -tf "$b" >"$WORK/list" 2>"$WORK/tar.err" || refuse "the archive is damaged or truncated: $(head -c 300 "$WORK/tar.err")"
+	tar -tvf "$b" >"$WORK/list.v" 2>"$WORK/tar.err" || refuse "the archive is damaged or truncated: $(tr "\n" " " <"$WORK/tar.err" | head -c 300)"
+	tar -tf "$b" >"$WORK/list" 2>"$WORK/tar.err" || refuse "the archive is damaged or truncated: $(tr "\n" " " <"$WORK/tar.err" | head -c 300)"
 	while IFS= read -r line; do
 		case $line in
 		-*) ;;
