@@ -392,7 +392,8 @@ cat >"$WORK/uninstall.sh" <<EOF
 # corpintel-uninstall.sh — written by install.sh for corpintel $NEW_VERSION (project $PROJECT).
 # Removes the program: the service, the binary, the unit, the stack's containers and
 # images. Keeps the data — $DATA_DIR, $BACKUP_DIR, the data volumes and $ETC —
-# unless --purge (asks first; --yes answers for it).
+# unless --purge (asks first; --yes answers for it). Stays after a plain uninstall, so
+# that --purge can follow later.
 set -eu
 PROJECT='$PROJECT'
 DATA_DIR='$DATA_DIR'
@@ -446,9 +447,10 @@ if \$purge; then
 	echo "corpintel removed, with all its data."
 else
 	echo "corpintel removed. Kept: \$DATA_DIR, \$BACKUP_DIR, $ETC and the data volumes (docker volume ls --filter \$label)."
-	echo "Reinstalling uses them again; corpintel-uninstall.sh --purge would have deleted them."
+	echo "Installing again uses them; \$0 --purge deletes them."
 fi
-rm -f "\$0"
+# Kept after a plain uninstall: it is the way to purge the data it kept.
+if \$purge; then rm -f "\$0"; fi
 EOF
 install -m 0755 -o root -g root "$WORK/uninstall.sh" "$UNINSTALL"
 

@@ -25,8 +25,12 @@ import (
 //     but never stops the pings: a restart does not repair dockerd.
 //   - STOPPING=1 on the way out.
 
-// systemdStatusEvery is how often the STATUS= line is refreshed.
-const systemdStatusEvery = 10 * time.Second
+// The STATUS= line is looked at every statusPoll and sent when it changed, or after
+// systemdStatusEvery in any case.
+const (
+	statusPoll         = 2 * time.Second
+	systemdStatusEvery = time.Minute
+)
 
 // passAllowance is how long one reconcile pass may run before the self-check calls the
 // loop stuck: a pass can include the migration job (api.migrate_timeout) and health
@@ -156,13 +160,16 @@ func (d *Daemon) notifySystemd(ctx context.Context) {
 	send(sdnotify.Ready, sdnotify.Status("supervisor up; "+d.stackLine(ctx)))
 	d.log.Info("told systemd we are ready", "watchdog", n.WatchdogInterval())
 
-	every := systemdStatusEvery
+	// The loop wakes every statusPoll: STATUS= is sent when the line changes (and once a
+	// minute anyway); the self-check and WATCHDOG=1 run every ping interval.
+	every := statusPoll
 	if t.ping > 0 {
 		every = min(every, t.ping)
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
-	var lastStatus time.Time
+	var lastLine string
+	var lastStatus, lastCheck time.Time
 	var failing string
 	for {
 		select {
@@ -171,26 +178,31 @@ func (d *Daemon) notifySystemd(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		err := d.selfCheck(ctx, t)
-		switch {
-		case err != nil:
-			if failing == "" {
-				d.log.Error("self-check failed: no watchdog pings until it passes (systemd restarts the supervisor when the watchdog expires)", "err", err)
+		now := time.Now()
+		if t.ping > 0 && now.Sub(lastCheck) >= t.ping-t.ping/20 {
+			lastCheck = now
+			err := d.selfCheck(ctx, t)
+			switch {
+			case err != nil:
+				if failing == "" {
+					d.log.Error("self-check failed: no watchdog pings until it passes (systemd restarts the supervisor when the watchdog expires)", "err", err)
+				}
+				failing = err.Error()
+				send(sdnotify.Status("self-check failing: " + failing))
+				lastLine = ""
+				continue
+			case failing != "":
+				d.log.Info("self-check passes again", "was", failing)
+				failing = ""
 			}
-			failing = err.Error()
-			send(sdnotify.Status("self-check failing: " + failing))
-			continue
-		case failing != "":
-			d.log.Info("self-check passes again", "was", failing)
-			failing = ""
-			lastStatus = time.Time{}
-		}
-		if t.ping > 0 {
 			send(sdnotify.Watchdog)
 		}
-		if now := time.Now(); now.Sub(lastStatus) >= systemdStatusEvery {
-			send(sdnotify.Status(d.stackLine(ctx)))
-			lastStatus = now
+		if failing != "" {
+			continue
+		}
+		if line := d.stackLine(ctx); line != lastLine || now.Sub(lastStatus) >= systemdStatusEvery {
+			send(sdnotify.Status(line))
+			lastLine, lastStatus = line, now
 		}
 	}
 }

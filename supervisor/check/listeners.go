@@ -23,7 +23,7 @@ type Listener struct {
 
 func (l Listener) who() string {
 	if l.PID == 0 {
-		return "an unknown process (run the check as root to see which)"
+		return "a process this check may not inspect (run it as root)"
 	}
 	return fmt.Sprintf("%s (pid %d)", l.Process, l.PID)
 }
