@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -202,4 +203,68 @@ func TestSelfCheckPassAllowance(t *testing.T) {
 	if err := td.d.selfCheck(context.Background(), timing); err == nil || !strings.Contains(err.Error(), "has not turned for 16s") {
 		t.Errorf("stale heartbeat: %v", err)
 	}
+}
+
+func TestStackLine(t *testing.T) {
+	td := newTestDaemon(t, nil, t.TempDir(), nil)
+	ctx := context.Background()
+	if got := td.d.stackLine(ctx); got != "observing the stack" {
+		t.Errorf("before the first observation: %q", got)
+	}
+	if _, err := td.d.rec.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := td.d.stackLine(ctx); !strings.HasPrefix(got, "stack ") || !strings.Contains(got, "redis ") {
+		t.Errorf("after a pass: %q", got)
+	}
+	// An operation in progress is named.
+	inside, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- td.d.RunOperation(ctx, OpRequest{Kind: "backup"}, func(context.Context, *Op) error {
+			close(inside)
+			<-release
+			return nil
+		})
+	}()
+	<-inside
+	if got := td.d.stackLine(ctx); !strings.HasPrefix(got, "backup #") || !strings.Contains(got, "running; stack ") {
+		t.Errorf("during an operation: %q", got)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := td.store.SetStopped(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := td.d.stackLine(ctx); !strings.Contains(got, "stopped by the operator") {
+		t.Errorf("stopped: %q", got)
+	}
+	// The engine stops answering: reported, the containers keep running.
+	td.eng.Fail["list"] = errors.New("cannot reach the Docker Engine: connection refused")
+	_, _ = td.d.rec.Refresh(ctx)
+	if got := td.d.stackLine(ctx); !strings.HasPrefix(got, "Docker Engine unreachable") {
+		t.Errorf("engine down: %q", got)
+	}
+	// … and that is no reason for the watchdog: with the loop turning (its passes
+	// failing), the self-check passes.
+	lctx, cancel := context.WithCancel(ctx)
+	loopDone := make(chan struct{})
+	go func() {
+		_ = td.d.rec.Run(lctx, reconcile.LoopOptions{Resync: time.Hour, Heartbeat: 10 * time.Millisecond})
+		close(loopDone)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for hb := td.d.rec.Heartbeat(); hb.Last.IsZero() || !hb.PassSince.IsZero(); hb = td.d.rec.Heartbeat() {
+		if time.Now().After(deadline) {
+			t.Fatal("loop did not turn")
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval
+	}
+	if err := td.d.selfCheck(ctx, timingFor(30*time.Second)); err != nil {
+		t.Errorf("self-check with Docker unreachable: %v (must pass: a restart does not repair dockerd)", err)
+	}
+	cancel()
+	<-loopDone
 }

@@ -120,7 +120,7 @@ func (b *Bundle) Bytes(t testing.TB) []byte {
 		if err := tw.WriteHeader(&h); err != nil {
 			t.Fatalf("bundletest: header %s: %v", h.Name, err)
 		}
-		if h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA {
+		if h.Typeflag != tar.TypeReg {
 			continue
 		}
 		if h.Size > int64(len(e.Data)) { // a lie about the size: the archive ends here

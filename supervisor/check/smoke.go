@@ -204,7 +204,7 @@ func SetupAccount(ctx context.Context, o SetupOptions) (Account, error) {
 	if err != nil {
 		return Account{}, fmt.Errorf("create the check account %s: %w (a user of that name may exist already: delete it, or pass another --email)", a.Email, err)
 	}
-	b, _ := json.MarshalIndent(a, "", "  ")
+	b, _ := json.MarshalIndent(a, "", "  ") // #nosec G117 -- the credentials file itself (0600, root)
 	if err := writeFileAtomic(o.File, append(b, '\n'), 0o600); err != nil {
 		return Account{}, fmt.Errorf("write %s: %w", o.File, err)
 	}
