@@ -89,6 +89,7 @@ type Daemon struct {
 	store   *state.Store
 	owner   string // this process, as the owner of the operations it runs
 	metrics *prometheus.Registry
+	obs     *observability // metrics collectors and alerts (alerting.go)
 	kick    chan struct{}
 	running atomic.Bool
 	inject  <-chan func() // tests: run on the reconcile loop (systemd.go)
@@ -128,6 +129,9 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.rec = rec
+	if d.obs, err = newObservability(opts.Config, d); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -178,10 +182,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 		_ = localLn.Close()
 		return err
 	}
+	runObservability, err := d.startObservability(ctx, "http://"+proxyLn.Addr().String()+"/health")
+	if err != nil {
+		_ = proxyLn.Close()
+		_ = localLn.Close()
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	proxySrv := edge.NewServer(d.edge.Handler(edge.Loopback), d.log)
-	localSrv := &http.Server{Handler: localapi.NewHandler(d, d.log), ReadHeaderTimeout: 10 * time.Second}
+	localSrv := &http.Server{Handler: localapi.NewHandler(d, d.log), ReadHeaderTimeout: 10 * time.Second, ConnContext: localapi.ConnContext}
 
 	errc := make(chan error, 8)
 	var wg sync.WaitGroup
@@ -204,6 +214,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	})
 	wg.Go(func() { d.watchHangup(ctx) })
+	wg.Go(func() { runObservability(ctx) })
 	wg.Go(func() { d.notifySystemd(ctx) })
 	d.running.Store(true)
 	d.mu.Lock()
@@ -295,6 +306,7 @@ func (d *Daemon) reload() error {
 	if next.Listen != cur.Listen || next.Socket != cur.Socket {
 		return fmt.Errorf("listen and socket cannot change on reload (%s, %s): restart the supervisor", cur.Listen, cur.Socket)
 	}
+	d.alertsReloaded(next)
 	return d.rec.SetConfig(next)
 }
 

@@ -43,6 +43,9 @@ func (f *configFlags) load(stderr io.Writer) (*config.Config, error) {
 	for _, w := range warnings {
 		fmt.Fprintln(stderr, "corpintel: warning:", w)
 	}
+	if err == nil {
+		_, err = supervisor.AlertsConfig(cfg) // the [alerts] table's schema is the engine's
+	}
 	if err != nil {
 		if config.IsConfigError(err) {
 			return nil, usageError{err}

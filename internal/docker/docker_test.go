@@ -57,6 +57,9 @@ func TestEngine(t *testing.T) {
 	if _, err := c.ImageID(ctx, testImage); err != nil {
 		testenv.Require(t, "docker", err) // `make images` builds it
 	}
+	if root, err := c.RootDir(ctx); err != nil || !strings.HasPrefix(root, "/") {
+		t.Errorf("RootDir = %q, %v", root, err)
+	}
 	if c.Host() == "" || c.APIVersion() == "" {
 		t.Errorf("host %q version %q", c.Host(), c.APIVersion())
 	}

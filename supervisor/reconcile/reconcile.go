@@ -31,6 +31,7 @@ type Store interface {
 	SetHold(ctx context.Context, service string, h state.Hold) error
 	ClearHold(ctx context.Context, service string) error
 	OwnedServices(ctx context.Context) (map[string]string, error)
+	LiveVolumes(ctx context.Context) (map[string]string, error)
 }
 
 var _ Store = (*state.Store)(nil)
@@ -158,6 +159,11 @@ func (r *Reconciler) Desired(ctx context.Context) (Spec, error) {
 		r.secrets = secrets
 		r.mu.Unlock()
 	}
+	live, err := r.store.LiveVolumes(ctx)
+	if err != nil {
+		return Spec{}, err
+	}
+	host.LiveVolumes = live
 	host.ImageIDs = map[string]string{}
 	for _, svc := range stack.Services {
 		res, _ := cfg.ServiceResources(svc)
