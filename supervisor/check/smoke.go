@@ -35,6 +35,10 @@ func postSmoke(ctx context.Context, c *collector, o PostOptions, st statusView) 
 			"create it once with an admin's credentials: corpintel check --setup-account --admin-email E --admin-password-file F")
 		return
 	}
+	if errors.Is(err, fs.ErrPermission) {
+		c.add("api smoke test", Warn, "cannot read the check account "+o.AccountFile+" (root only)", "run corpintel check as root")
+		return
+	}
 	if err != nil {
 		c.add("api smoke test", Fail, err.Error(), "recreate the check account: corpintel check --setup-account …")
 		return

@@ -90,6 +90,12 @@ func TestSmokeAgainstTheRealAPI(t *testing.T) {
 	if res, _ := Post(ctx, po).Find("api smoke test"); res.Status != Fail || !strings.Contains(res.Fix, "--setup-account") {
 		t.Errorf("stale account: %+v", res)
 	}
+	if os.Geteuid() != 0 { // root reads any file
+		_ = os.Chmod(file, 0)
+		if res, _ := Post(ctx, po).Find("api smoke test"); res.Status != Warn || !strings.Contains(res.Fix, "as root") {
+			t.Errorf("unreadable account: %+v", res)
+		}
+	}
 	if err := os.WriteFile(file, []byte("{}"), 0o600); err != nil {
 		t.Fatal(err)
 	}
