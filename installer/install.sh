@@ -466,9 +466,9 @@ systemctl enable corpintel.service >/dev/null 2>&1
 systemctl restart corpintel.service
 # An earlier `corpintel stop` (or uninstall) holds the stack down: bring it up.
 i=0
-until "$BIN" start --config "$CONFIG" >/dev/null 2>&1; do
+until "$BIN" start --config "$CONFIG" >"$WORK/start.out" 2>&1; do
 	i=$((i + 1))
-	[ $i -lt 60 ] || fatal "the supervisor does not answer: systemctl status corpintel; journalctl -u corpintel -n 50"
+	[ $i -lt 60 ] || fatal "the supervisor does not start the stack: $(tail -n 3 "$WORK/start.out" | tr '\n' ' ')— systemctl status corpintel; journalctl -u corpintel -n 50"
 	sleep 1
 done
 
