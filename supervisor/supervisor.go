@@ -27,6 +27,7 @@ import (
 
 	"github.com/corpintel/corpintel/internal/config"
 	"github.com/corpintel/corpintel/internal/docker"
+	"github.com/corpintel/corpintel/internal/sdnotify"
 	"github.com/corpintel/corpintel/internal/stack"
 	"github.com/corpintel/corpintel/supervisor/edge"
 	"github.com/corpintel/corpintel/supervisor/edge/certs"
@@ -72,6 +73,9 @@ type Options struct {
 	// (found in the journal at start). An operation of a kind without one is marked
 	// interrupted and reported in status.
 	Resume map[string]func(ctx context.Context, op *Op) error
+	// Notify talks to systemd (READY, STATUS, the watchdog; systemd.go); nil: not
+	// under systemd.
+	Notify *sdnotify.Notifier
 }
 
 // Daemon is the running supervisor.
@@ -88,6 +92,7 @@ type Daemon struct {
 	obs     *observability // metrics collectors and alerts (alerting.go)
 	kick    chan struct{}
 	running atomic.Bool
+	inject  <-chan func() // tests: run on the reconcile loop (systemd.go)
 
 	mu          sync.Mutex
 	interrupted []state.Operation
@@ -202,13 +207,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	publicSrvs := d.servePublic(ctx, cfg, public, errc, serve)
 	wg.Go(func() { d.edge.Run(ctx) })
 	wg.Go(func() {
-		err := d.rec.Run(ctx, reconcile.LoopOptions{Events: d.opts.Engine, Resync: d.opts.Resync, Kick: d.kick})
+		err := d.rec.Run(ctx, reconcile.LoopOptions{Events: d.opts.Engine, Resync: d.opts.Resync, Kick: d.kick,
+			Heartbeat: d.loopHeartbeat(), Inject: d.loopInject(ctx)})
 		if ctx.Err() == nil {
 			errc <- fmt.Errorf("reconcile loop stopped: %w", err)
 		}
 	})
 	wg.Go(func() { d.watchHangup(ctx) })
 	wg.Go(func() { runObservability(ctx) })
+	wg.Go(func() { d.notifySystemd(ctx) })
 	d.running.Store(true)
 	d.mu.Lock()
 	d.localLn = localLn

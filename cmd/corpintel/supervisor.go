@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/corpintel/corpintel/internal/config"
+	"github.com/corpintel/corpintel/internal/sdnotify"
 	"github.com/corpintel/corpintel/supervisor"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -101,12 +102,18 @@ func runSupervisor(ctx context.Context, flags *configFlags, stdout, stderr io.Wr
 	}
 	defer eng.Close()
 	defer store.Close()
+	// Under systemd (Type=notify): READY, STATUS and the watchdog. The variables are
+	// unset so that nothing the supervisor starts notifies on its behalf.
+	notify, err := sdnotify.FromEnv(true)
+	if err != nil {
+		return err
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
 	d, err := supervisor.New(supervisor.Options{
-		Config: cfg, Engine: eng, Store: store, Log: log, Hangup: hup,
+		Config: cfg, Engine: eng, Store: store, Log: log, Hangup: hup, Notify: notify,
 		Reload: func() (*config.Config, error) { return flags.load(stderr) },
 		Ready: func(ep supervisor.Endpoints) {
 			fmt.Fprintf(stdout, "API: %s (health: /health)\n", ep.API)

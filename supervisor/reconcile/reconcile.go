@@ -78,6 +78,7 @@ type Reconciler struct {
 	ready   ReadySet
 	backoff *backoffs
 	snap    atomic.Pointer[Snapshot]
+	hb      heartbeat // the event loop's turns (Heartbeat)
 }
 
 // PassReport is what the last pass did, for status.
