@@ -258,6 +258,7 @@ func TestSystemInstallOnSystemdWithDocker(t *testing.T) {
 		s = strings.TrimSpace(s)
 		return s == "running" || s == "degraded", s
 	})
+	mountHostCgroups(t)
 	m.waitFor("the machine's Docker Engine", 2*time.Minute, func() (bool, string) {
 		s, code := m.sh(nil, "docker info --format '{{.Driver}}'")
 		return code == 0, s
@@ -435,4 +436,47 @@ func TestSystemInstallOnSystemdWithDocker(t *testing.T) {
 
 	t.Logf("fresh install from the bundle to a healthy stack, offline: %.1f s", installTook.Seconds())
 	t.Logf("system test phases:\n%s", p.table())
+}
+
+// mountHostCgroups repairs what systemd inside the machine leaves on a cgroup v1 host:
+// it mounts the controllers the host had not mounted (hugetlb, perf_event, net_cls,…)
+// as hierarchies of their own, which outlive the machine; every process is then in them,
+// and containerd, finding no host mount for them, can no longer read any container's
+// cgroups — `docker stats` and the supervisor's resource counters read zeros for every
+// container created afterwards. Mounting those hierarchies on the host too (as a
+// standard v1 host has them) keeps the engine whole for the tests that follow.
+func mountHostCgroups(t *testing.T) {
+	t.Helper()
+	self, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil || os.Geteuid() != 0 {
+		return
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	var missing []string
+	for _, line := range strings.Split(strings.TrimSpace(string(self)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 || f[1] == "" || strings.HasPrefix(f[1], "name=") {
+			continue
+		}
+		if !strings.Contains(string(mounts), " cgroup rw,"+f[1]) && !strings.Contains(string(mounts), ","+f[1]+"\n") &&
+			!strings.Contains(string(mounts), " cgroup cgroup rw,"+f[1]) {
+			missing = append(missing, f[1])
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	if err := exec.Command("mount", "-o", "remount,rw", "/sys/fs/cgroup").Run(); err != nil { // #nosec G204
+		t.Logf("cgroup hierarchies %v have no host mount and /sys/fs/cgroup cannot be remounted: %v", missing, err)
+		return
+	}
+	defer func() { _ = exec.Command("mount", "-o", "remount,ro", "/sys/fs/cgroup").Run() }() // #nosec G204
+	for _, c := range missing {
+		dir := "/sys/fs/cgroup/" + c
+		_ = os.MkdirAll(dir, 0o755)
+		if out, err := exec.Command("mount", "-t", "cgroup", "-o", c, "cgroup", dir).CombinedOutput(); err != nil { // #nosec G204
+			t.Logf("mount cgroup %s on the host: %v %s", c, err, out)
+		}
+	}
+	t.Logf("mounted the cgroup hierarchies %v on the host (systemd in the machine created them)", missing)
 }
