@@ -114,7 +114,6 @@ func TestClientVerbs(t *testing.T) {
 		{[]string{"create-admin", "--email", "a@b.c", "--password-file", pwFile, "--socket", sock}, 0, "admin a@b.c created", ""},
 		{[]string{"check", "tls", "--socket", sock}, 1, "corp.example: does not resolve", ""},
 		{[]string{"check", "tls", "--json", "--socket", sock}, 1, `"check": "dns"`, ""},
-		{[]string{"check"}, 2, "", "subcommand"},
 		{[]string{"tls"}, 2, "", "subcommand"},
 		{[]string{"create-admin", "--email", "a@b.c", "--socket", sock}, 2, "", "exactly one of --password-stdin or --password-file"},
 		{[]string{"create-admin", "--password-stdin", "--socket", sock}, 2, "", "--email is required"},
