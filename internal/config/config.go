@@ -81,6 +81,7 @@ type Config struct {
 	MinIO    MinIO    `toml:"minio"`
 	Edge     Edge     `toml:"edge"`
 	TLS      TLS      `toml:"tls"`
+	Console  Console  `toml:"console"`
 
 	// File is the config file that was read, "" when none was.
 	File string `toml:"-"`
@@ -177,6 +178,7 @@ func Default(profile string) *Config {
 		MinIO: MinIO{Resources: Resources{Image: "corpintel/minio:latest", CPUs: 1, Memory: 2 * GiB}, Bucket: "corporate-documents"},
 	}
 	c.Edge, c.TLS = defaultEdge(profile), defaultTLS(profile)
+	c.Console = defaultConsole()
 	switch profile {
 	case "prod":
 		c.Monitoring = true
@@ -576,6 +578,7 @@ func (c *Config) validate() error {
 		bad("redis.maxmemory", "must be ≤ 70%% of redis.memory (%s) so an AOF rewrite cannot be OOM-killed, got %s", lim, c.Redis.MaxMemory)
 	}
 	c.validateEdge(bad)
+	c.validateConsole(bad)
 	if !bucketRE.MatchString(c.MinIO.Bucket) {
 		bad("minio.bucket", "must be a valid bucket name (3–63 of a-z, 0-9, '.', '-'), got %q", c.MinIO.Bucket)
 	}

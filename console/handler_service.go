@@ -1,0 +1,21 @@
+package console
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/corpintel/corpintel/internal/stack"
+)
+
+// serveService shows one service: its containers and what an operator can do.
+func serveService(c *Console, w http.ResponseWriter, r *http.Request, rq *request) error {
+	name := r.PathValue("service")
+	if !stack.IsService(name) {
+		return errorf(http.StatusNotFound, "There is no service %q.", truncate(name, 64))
+	}
+	t := time.Now()
+	st, err := c.hub.collect(r.Context())
+	rq.statusDur = time.Since(t)
+	return c.render(w, r, rq, http.StatusOK, "service", view{Title: name, Nav: "services", Live: "/admin/events?view=service:" + name,
+		Refresh: 15, Data: serviceDataOf(name, st, err, rq.user)})
+}
