@@ -264,6 +264,7 @@ func (c *Console) reauthenticate(ctx context.Context, r *http.Request, rq *reque
 				return err
 			}
 			ok = fresh
+			rq.user.TOTPLastStep = step
 		}
 	}
 	if !ok {

@@ -28,7 +28,7 @@ func serveTOTPLogin(c *Console, w http.ResponseWriter, r *http.Request, rq *requ
 			return err
 		}
 		if fresh {
-			how = "password and TOTP"
+			how, u.TOTPLastStep = "password and TOTP", step
 		}
 	} else if len(code) >= 10 {
 		used, err := c.opts.Store.UseRecoveryCode(ctx, u.ID, recoveryHash(code))

@@ -43,7 +43,7 @@ func (c *Console) serveRoute(rt *route) http.Handler {
 		}
 		err := c.authorize(w, r, rq)
 		if err == nil {
-			err = rt.Handle(c, w, r, rq)
+			err = rt.Handler(c, w, r, rq)
 		}
 		if err != nil && !errors.Is(err, errHandled) {
 			c.renderError(w, r, rq, err)

@@ -16,8 +16,8 @@ type route struct {
 	Role   Role
 	// Audit is the action a state-changing route records (every outcome, also
 	// refusals); NoAudit marks reads, which are not recorded (refusals still are).
-	Audit  string
-	Handle handlerFunc
+	Audit   string
+	Handler handlerFunc
 	// AllowMustChange lets a user whose password must be changed reach the route.
 	AllowMustChange bool
 	Summary         string
@@ -30,41 +30,41 @@ const NoAudit = "-"
 
 // routes is the whole console (every handler has its own file).
 var routes = []route{
-	{Method: "GET", Path: "/admin", Role: Public, Audit: NoAudit, Handle: serveRootRedirect, Summary: "redirect to /admin/"},
-	{Method: "GET", Path: "/admin/{$}", Role: Viewer, Audit: NoAudit, Handle: serveOverview, Summary: "overview"},
-	{Method: "GET", Path: "/admin/static/{file}", Role: Public, Audit: NoAudit, Handle: serveStatic, Summary: "static assets, cached forever"},
-	{Method: "GET", Path: "/admin/login", Role: Public, Audit: NoAudit, Handle: serveLoginForm, Summary: "login form"},
-	{Method: "POST", Path: "/admin/login", Role: Public, Audit: "login", Handle: serveLogin, Summary: "log in with user name and password"},
-	{Method: "GET", Path: "/admin/login/totp", Role: Pending, Audit: NoAudit, Handle: serveTOTPForm, Summary: "second-factor form"},
-	{Method: "POST", Path: "/admin/login/totp", Role: Pending, Audit: "login.totp", Handle: serveTOTPLogin, Summary: "second factor: TOTP or recovery code"},
-	{Method: "POST", Path: "/admin/logout", Role: Viewer, Audit: "logout", Handle: serveLogout, AllowMustChange: true, Summary: "log out"},
-	{Method: "GET", Path: "/admin/events", Role: Viewer, Audit: NoAudit, Handle: serveEvents, Summary: "live page updates (Server-Sent Events)"},
-	{Method: "GET", Path: "/admin/services", Role: Viewer, Audit: NoAudit, Handle: serveServices, Summary: "services"},
-	{Method: "GET", Path: "/admin/services/{service}", Role: Viewer, Audit: NoAudit, Handle: serveService, Summary: "one service"},
-	{Method: "GET", Path: "/admin/services/{service}/logs", Role: Operator, Audit: NoAudit, Handle: serveLogs, Summary: "a service's log tail"},
-	{Method: "GET", Path: "/admin/services/{service}/logs/stream", Role: Operator, Audit: NoAudit, Handle: serveLogStream, Summary: "follow a service's log (Server-Sent Events)"},
-	{Method: "GET", Path: "/admin/services/{service}/restart", Role: Operator, Audit: NoAudit, Handle: serveRestartConfirm, Summary: "confirm a restart"},
-	{Method: "POST", Path: "/admin/services/{service}/restart", Role: Operator, Audit: "service.restart", Handle: serveRestart, Summary: "restart a service"},
-	{Method: "GET", Path: "/admin/services/{service}/scale", Role: Operator, Audit: NoAudit, Handle: serveScaleConfirm, Summary: "confirm a scale"},
-	{Method: "POST", Path: "/admin/services/{service}/scale", Role: Operator, Audit: "service.scale", Handle: serveScale, Summary: "scale a service"},
-	{Method: "GET", Path: "/admin/actions/{id}", Role: Viewer, Audit: NoAudit, Handle: serveAction, Summary: "progress of a restart or scale"},
-	{Method: "GET", Path: "/admin/users", Role: Admin, Audit: NoAudit, Handle: serveUsers, Summary: "users and invites"},
-	{Method: "POST", Path: "/admin/users/invites", Role: Admin, Audit: "user.invite", Handle: serveInviteCreate, Summary: "invite a user"},
-	{Method: "POST", Path: "/admin/users/invites/{id}/revoke", Role: Admin, Audit: "user.invite_revoke", Handle: serveInviteRevoke, Summary: "revoke an invite"},
-	{Method: "POST", Path: "/admin/users/{id}/role", Role: Admin, Audit: "user.role", Handle: serveUserRole, Summary: "change a user's role"},
-	{Method: "POST", Path: "/admin/users/{id}/active", Role: Admin, Audit: "user.active", Handle: serveUserActive, Summary: "deactivate or reactivate a user"},
-	{Method: "GET", Path: "/admin/invite/{token}", Role: Public, Audit: NoAudit, Handle: serveInviteForm, Summary: "accept an invite: form"},
-	{Method: "POST", Path: "/admin/invite/{token}", Role: Public, Audit: "user.create", Handle: serveInviteAccept, Summary: "accept an invite: create the account"},
-	{Method: "GET", Path: "/admin/audit", Role: Admin, Audit: NoAudit, Handle: serveAudit, Summary: "audit log"},
-	{Method: "GET", Path: "/admin/account", Role: Viewer, Audit: NoAudit, Handle: serveAccount, Summary: "your account"},
-	{Method: "GET", Path: "/admin/account/password", Role: Viewer, Audit: NoAudit, Handle: servePasswordForm, AllowMustChange: true, Summary: "change password: form"},
-	{Method: "POST", Path: "/admin/account/password", Role: Viewer, Audit: "account.password", Handle: servePasswordChange, AllowMustChange: true, Summary: "change password"},
-	{Method: "GET", Path: "/admin/account/totp", Role: Viewer, Audit: NoAudit, Handle: serveTOTPSetup, Summary: "set up TOTP"},
-	{Method: "POST", Path: "/admin/account/totp", Role: Viewer, Audit: "account.totp_enable", Handle: serveTOTPEnable, Summary: "enable TOTP"},
-	{Method: "POST", Path: "/admin/account/totp/disable", Role: Viewer, Audit: "account.totp_disable", Handle: serveTOTPDisable, Summary: "disable TOTP"},
-	{Method: "POST", Path: "/admin/account/sessions/{id}/revoke", Role: Viewer, Audit: "account.session_revoke", Handle: serveSessionRevoke, Summary: "end one of your sessions"},
-	{Method: "POST", Path: "/admin/account/sessions/revoke-all", Role: Viewer, Audit: "account.logout_everywhere", Handle: serveLogoutEverywhere, AllowMustChange: true, Summary: "log out everywhere"},
-	{Method: "", Path: "/admin/", Role: Public, Audit: NoAudit, Handle: serveNotFound, Summary: "everything else: 404"},
+	{Method: "GET", Path: "/admin", Role: Public, Audit: NoAudit, Handler: serveRootRedirect, Summary: "redirect to /admin/"},
+	{Method: "GET", Path: "/admin/{$}", Role: Viewer, Audit: NoAudit, Handler: serveOverview, Summary: "overview"},
+	{Method: "GET", Path: "/admin/static/{file}", Role: Public, Audit: NoAudit, Handler: serveStatic, Summary: "static assets, cached forever"},
+	{Method: "GET", Path: "/admin/login", Role: Public, Audit: NoAudit, Handler: serveLoginForm, Summary: "login form"},
+	{Method: "POST", Path: "/admin/login", Role: Public, Audit: "login", Handler: serveLogin, Summary: "log in with user name and password"},
+	{Method: "GET", Path: "/admin/login/totp", Role: Pending, Audit: NoAudit, Handler: serveTOTPForm, Summary: "second-factor form"},
+	{Method: "POST", Path: "/admin/login/totp", Role: Pending, Audit: "login.totp", Handler: serveTOTPLogin, Summary: "second factor: TOTP or recovery code"},
+	{Method: "POST", Path: "/admin/logout", Role: Viewer, Audit: "logout", Handler: serveLogout, AllowMustChange: true, Summary: "log out"},
+	{Method: "GET", Path: "/admin/events", Role: Viewer, Audit: NoAudit, Handler: serveEvents, Summary: "live page updates (Server-Sent Events)"},
+	{Method: "GET", Path: "/admin/services", Role: Viewer, Audit: NoAudit, Handler: serveServices, Summary: "services"},
+	{Method: "GET", Path: "/admin/services/{service}", Role: Viewer, Audit: NoAudit, Handler: serveService, Summary: "one service"},
+	{Method: "GET", Path: "/admin/services/{service}/logs", Role: Operator, Audit: NoAudit, Handler: serveLogs, Summary: "a service's log tail"},
+	{Method: "GET", Path: "/admin/services/{service}/logs/stream", Role: Operator, Audit: NoAudit, Handler: serveLogStream, Summary: "follow a service's log (Server-Sent Events)"},
+	{Method: "GET", Path: "/admin/services/{service}/restart", Role: Operator, Audit: NoAudit, Handler: serveRestartConfirm, Summary: "confirm a restart"},
+	{Method: "POST", Path: "/admin/services/{service}/restart", Role: Operator, Audit: "service.restart", Handler: serveRestart, Summary: "restart a service"},
+	{Method: "GET", Path: "/admin/services/{service}/scale", Role: Operator, Audit: NoAudit, Handler: serveScaleConfirm, Summary: "confirm a scale"},
+	{Method: "POST", Path: "/admin/services/{service}/scale", Role: Operator, Audit: "service.scale", Handler: serveScale, Summary: "scale a service"},
+	{Method: "GET", Path: "/admin/actions/{id}", Role: Viewer, Audit: NoAudit, Handler: serveAction, Summary: "progress of a restart or scale"},
+	{Method: "GET", Path: "/admin/users", Role: Admin, Audit: NoAudit, Handler: serveUsers, Summary: "users and invites"},
+	{Method: "POST", Path: "/admin/users/invites", Role: Admin, Audit: "user.invite", Handler: serveInviteCreate, Summary: "invite a user"},
+	{Method: "POST", Path: "/admin/users/invites/{id}/revoke", Role: Admin, Audit: "user.invite_revoke", Handler: serveInviteRevoke, Summary: "revoke an invite"},
+	{Method: "POST", Path: "/admin/users/{id}/role", Role: Admin, Audit: "user.role", Handler: serveUserRole, Summary: "change a user's role"},
+	{Method: "POST", Path: "/admin/users/{id}/active", Role: Admin, Audit: "user.active", Handler: serveUserActive, Summary: "deactivate or reactivate a user"},
+	{Method: "GET", Path: "/admin/invite/{token}", Role: Public, Audit: NoAudit, Handler: serveInviteForm, Summary: "accept an invite: form"},
+	{Method: "POST", Path: "/admin/invite/{token}", Role: Public, Audit: "user.create", Handler: serveInviteAccept, Summary: "accept an invite: create the account"},
+	{Method: "GET", Path: "/admin/audit", Role: Admin, Audit: NoAudit, Handler: serveAudit, Summary: "audit log"},
+	{Method: "GET", Path: "/admin/account", Role: Viewer, Audit: NoAudit, Handler: serveAccount, Summary: "your account"},
+	{Method: "GET", Path: "/admin/account/password", Role: Viewer, Audit: NoAudit, Handler: servePasswordForm, AllowMustChange: true, Summary: "change password: form"},
+	{Method: "POST", Path: "/admin/account/password", Role: Viewer, Audit: "account.password", Handler: servePasswordChange, AllowMustChange: true, Summary: "change password"},
+	{Method: "GET", Path: "/admin/account/totp", Role: Viewer, Audit: NoAudit, Handler: serveTOTPSetup, Summary: "set up TOTP"},
+	{Method: "POST", Path: "/admin/account/totp", Role: Viewer, Audit: "account.totp_enable", Handler: serveTOTPEnable, Summary: "enable TOTP"},
+	{Method: "POST", Path: "/admin/account/totp/disable", Role: Viewer, Audit: "account.totp_disable", Handler: serveTOTPDisable, Summary: "disable TOTP"},
+	{Method: "POST", Path: "/admin/account/sessions/{id}/revoke", Role: Viewer, Audit: "account.session_revoke", Handler: serveSessionRevoke, Summary: "end one of your sessions"},
+	{Method: "POST", Path: "/admin/account/sessions/revoke-all", Role: Viewer, Audit: "account.logout_everywhere", Handler: serveLogoutEverywhere, AllowMustChange: true, Summary: "log out everywhere"},
+	{Method: "", Path: "/admin/", Role: Public, Audit: NoAudit, Handler: serveNotFound, Summary: "everything else: 404"},
 }
 
 // RouteInfo describes a route (for docs and tests).
@@ -91,7 +91,7 @@ func checkRoute(r route) error {
 		return fmt.Errorf("console: route %s has no role (deny by default: name Public explicitly)", name)
 	case r.Audit == "":
 		return fmt.Errorf("console: route %s has no audit action (reads say NoAudit)", name)
-	case r.Handle == nil:
+	case r.Handler == nil:
 		return fmt.Errorf("console: route %s has no handler", name)
 	case r.Method == "" && r.Path != "/admin/":
 		return fmt.Errorf("console: route %s: only the catch-all may match every method", name)
