@@ -173,7 +173,7 @@ func TestFirstAdminForcedChange(t *testing.T) {
 	}
 }
 
-var secretRE = regexp.MustCompile(`id="totp-secret" class="secret">([A-Z2-7]+)<`)
+var secretRE = regexp.MustCompile(`id="totp-secret" class="secret" data-secret="([A-Z2-7]+)"`)
 
 // TOTP: set up with a code from the key, recovery codes shown once; the next login
 // needs a code (each accepted once) or a recovery code (each once); turning it off

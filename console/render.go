@@ -203,7 +203,20 @@ func templateFuncs(as *assets, now func() time.Time) template.FuncMap {
 		"short":    func(s string, n int) string { return truncate(s, n) },
 		"shortID":  func(s string) string { return s[:min(12, len(s))] },
 		"maxScale": func() int { return stack.MaxScale },
+		"groups":   groupsOf4,
 	}
+}
+
+// groupsOf4 spaces a key for reading aloud or typing ("ABCD EFGH …").
+func groupsOf4(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && i%4 == 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // relTime says how long ago (or from now) t is, in words.
