@@ -24,7 +24,9 @@ func TestOverviewShowsWhatNeedsAttention(t *testing.T) {
 		t.Errorf("Server-Timing %q", r.header.Get("Server-Timing"))
 	}
 	h.ops.setService("redis", func(s *Service) { s.Healthy, s.Running, s.State = 0, 0, "missing" })
-	h.ops.setService("api", func(s *Service) { s.Desired, s.Healthy, s.State, s.Backoff = 2, 1, "degraded", "replaced 3 times; waiting 20s" })
+	h.ops.setService("api", func(s *Service) {
+		s.Desired, s.Healthy, s.State, s.Backoff = 2, 1, "degraded", "replaced 3 times; waiting 20s"
+	})
 	h.ops.mu.Lock()
 	h.ops.status.Maintenance = "restore #3"
 	h.ops.status.Certificates = []Certificate{{Name: "example.org", NotAfter: h.clock.Now().Add(48 * time.Hour), Issuer: "Test CA"},
