@@ -24,7 +24,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/corpintel/corpintel/internal/password"
@@ -69,9 +68,8 @@ type Console struct {
 	assets  *assets
 	hub     *hub
 	actions *actions
-
-	sweepMu   sync.Mutex
-	lastSweep time.Time
+	// heartbeat is how often a stream sends a comment and checks its session.
+	heartbeat time.Duration
 }
 
 // Defaults.
@@ -110,7 +108,7 @@ func New(opts Options) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Console{opts: opts, log: opts.Log, now: opts.Now, assets: as}
+	c := &Console{opts: opts, log: opts.Log, now: opts.Now, assets: as, heartbeat: heartbeat}
 	if c.tmpl, err = parseTemplates(as, opts.Now); err != nil {
 		return nil, err
 	}

@@ -34,7 +34,7 @@ func serveEvents(c *Console, w http.ResponseWriter, r *http.Request, rq *request
 		}
 		return nil
 	}
-	hb := time.NewTicker(heartbeat)
+	hb := time.NewTicker(c.heartbeat)
 	defer hb.Stop()
 	for {
 		if err := push(); err != nil {

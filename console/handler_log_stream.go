@@ -52,7 +52,7 @@ func serveLogStream(c *Console, w http.ResponseWriter, r *http.Request, rq *requ
 	})
 	done := make(chan error, 1)
 	go func() { done <- c.opts.Ops.Logs(ctx, name, 0, true, sp) }()
-	hb := time.NewTicker(heartbeat)
+	hb := time.NewTicker(c.heartbeat)
 	defer hb.Stop()
 	for {
 		select {

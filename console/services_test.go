@@ -280,12 +280,28 @@ func TestLiveUpdates(t *testing.T) {
 			t.Errorf("view %s: %d", bad, res.StatusCode)
 		}
 	}
-	// A stream whose session ended says so and stops.
-	evs = sseEvents(t, cl, "/admin/events?view=services", 2, func() {
-		time.Sleep(100 * time.Millisecond)
+	// A stream whose session ended says so and stops; so does a log stream.
+	h.c.heartbeat = 50 * time.Millisecond
+	evs = sseEvents(t, cl, "/admin/events?view=services", 3, func() {
+		time.Sleep(100 * time.Millisecond) // the stream is running
 		_, _ = h.store.DeleteUserSessions(context.Background(), 1, "")
 	})
-	_ = evs
+	if last := evs[len(evs)-1]; last.name != "expired" {
+		t.Fatalf("stream after the session ended: %+v", evs)
+	}
+	op := h.loggedIn("otto", "operator")
+	h.ops.mu.Lock()
+	h.ops.follow = make(chan string)
+	h.ops.mu.Unlock()
+	u, _ := h.store.UserByName(context.Background(), "otto")
+	evs = sseEvents(t, op, "/admin/services/api/logs/stream", 1, func() {
+		time.Sleep(100 * time.Millisecond) // the stream is running
+		u.Active = false
+		_ = h.store.UpdateUser(context.Background(), u)
+	})
+	if len(evs) != 1 || evs[0].name != "expired" {
+		t.Fatalf("log stream of a deactivated user: %+v", evs)
+	}
 }
 
 func TestLogStream(t *testing.T) {

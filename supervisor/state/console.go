@@ -633,6 +633,7 @@ func (s *Store) AuditEntries(ctx context.Context, q AuditQuery) ([]AuditEntry, b
 		args = append(args, p, p, p, p, p, p)
 	}
 	args = append(args, limit+1)
+	// #nosec G202 -- the clauses are constants of this function; values are parameters
 	rows, err := s.db.QueryContext(ctx, `SELECT `+auditColumns+` FROM console_audit WHERE `+strings.Join(where, " AND ")+` ORDER BY seq DESC LIMIT ?`, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("state: audit entries: %w", err)

@@ -421,9 +421,12 @@ func TestConsoleStoreErrors(t *testing.T) {
 		"failure":       func() error { _, err := s.RecordLoginFailure(ctx, "k", t0, time.Minute); return err },
 		"failures":      func() error { _, err := s.LoginFailures(ctx, "k"); return err },
 		"clear":         func() error { return s.ClearLoginFailures(ctx, "k") },
-		"append":        func() error { _, err := s.AppendAudit(ctx, AuditEntry{Actor: "a", Action: "b", Outcome: "c"}); return err },
-		"entries":       func() error { _, _, err := s.AuditEntries(ctx, AuditQuery{}); return err },
-		"verify":        func() error { _, err := s.VerifyAudit(ctx); return err },
+		"append": func() error {
+			_, err := s.AppendAudit(ctx, AuditEntry{Actor: "a", Action: "b", Outcome: "c"})
+			return err
+		},
+		"entries": func() error { _, _, err := s.AuditEntries(ctx, AuditQuery{}); return err },
+		"verify":  func() error { _, err := s.VerifyAudit(ctx); return err },
 	}
 	for name, f := range checks {
 		if err := f(); err == nil || errors.Is(err, ErrConsoleNotFound) {

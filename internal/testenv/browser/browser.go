@@ -124,6 +124,22 @@ func (b *Browser) Do(what string, steps ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
+// Open navigates to url. A load that Chromium aborts because the machine's network
+// changed (Docker adds and removes veth interfaces as containers come and go, and
+// Chromium then cancels loads with net::ERR_NETWORK_CHANGED) is tried again.
+func (b *Browser) Open(url string) {
+	b.t.Helper()
+	var err error
+	for range 5 {
+		if err = chromedp.Do(b.Ctx, chromedp.Navigate(url)); err == nil || !strings.Contains(err.Error(), "ERR_NETWORK_CHANGED") {
+			break
+		}
+	}
+	if err != nil {
+		b.t.Fatalf("browser: open %s: %v (problems so far: %s)", url, err, strings.Join(b.Problems(), "; "))
+	}
+}
+
 // Text returns the text of the first element matching a CSS selector.
 func (b *Browser) Text(css string) string {
 	b.t.Helper()
@@ -168,7 +184,7 @@ func (b *Browser) Screenshot(path string) {
 	if err != nil {
 		b.t.Fatalf("browser: screenshot %s: %v", path, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		b.t.Fatal(err)
 	}
 	if err := os.WriteFile(path, png, 0o644); err != nil { // #nosec G306 -- a test artifact
