@@ -17,6 +17,8 @@ import (
 type hub struct {
 	c    *Console
 	wake chan struct{}
+	// maxAge is how old a status pages may be given (the refresh interval; tests: 0).
+	maxAge time.Duration
 
 	mu     sync.Mutex
 	subs   map[chan struct{}]struct{}
@@ -26,7 +28,7 @@ type hub struct {
 }
 
 func newHub(c *Console) *hub {
-	return &hub{c: c, wake: make(chan struct{}, 1), subs: map[chan struct{}]struct{}{}}
+	return &hub{c: c, wake: make(chan struct{}, 1), subs: map[chan struct{}]struct{}{}, maxAge: c.opts.Refresh}
 }
 
 // subscribe returns a channel that receives after every new status or action change.
@@ -68,21 +70,31 @@ func (h *hub) broadcast() {
 // latest returns the last collected status, collecting one when there is none yet or
 // the last is older than the refresh interval.
 func (h *hub) latest(ctx context.Context) (Status, error) {
+	st, err, _ := h.current(ctx)
+	return st, err
+}
+
+// current is latest, and whether it collected the status now. Pages use it: a status
+// costs a second (the engine answers one-shot container stats at its own 1 s tick), and
+// while anyone watches a live page the hub's is never older than the refresh interval.
+func (h *hub) current(ctx context.Context) (Status, error, bool) {
 	h.mu.Lock()
-	st, err, at := h.status, h.err, h.at
+	st, err, at, maxAge := h.status, h.err, h.at, h.maxAge
 	h.mu.Unlock()
-	if !at.IsZero() && time.Since(at) < h.c.opts.Refresh {
-		return st, err
+	if !at.IsZero() && time.Since(at) < maxAge {
+		return st, err, false
 	}
-	return h.collect(ctx)
+	st, err = h.collect(ctx)
+	return st, err, true
 }
 
 func (h *hub) collect(ctx context.Context) (Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
+	start := time.Now() // the age of what is observed
 	st, err := h.c.opts.Ops.Status(ctx)
 	h.mu.Lock()
-	h.status, h.err, h.at = st, err, time.Now()
+	h.status, h.err, h.at = st, err, start
 	h.mu.Unlock()
 	return st, err
 }
@@ -99,6 +111,9 @@ func (h *hub) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-changes:
+			h.mu.Lock()
+			h.at = time.Time{} // pages must not be given what just changed
+			h.mu.Unlock()
 		case <-t.C:
 		case <-h.wake:
 		}

@@ -14,8 +14,8 @@ func serveService(c *Console, w http.ResponseWriter, r *http.Request, rq *reques
 		return errorf(http.StatusNotFound, "There is no service %q.", truncate(name, 64))
 	}
 	t := time.Now()
-	st, err := c.hub.collect(r.Context())
-	rq.statusDur = time.Since(t)
+	st, err, fresh := c.hub.current(r.Context())
+	rq.statusDur, rq.statusFresh = time.Since(t), fresh
 	return c.render(w, r, rq, http.StatusOK, "service", view{Title: name, Nav: "services", Live: "/admin/events?view=service:" + name,
 		Refresh: 15, Data: serviceDataOf(name, st, err, rq.user)})
 }

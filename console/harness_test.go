@@ -59,6 +59,7 @@ func newHarnessWith(t *testing.T, tune func(*Options)) *harness {
 		t.Fatal(err)
 	}
 	c.actions.healthTimeout = 2 * time.Second
+	c.hub.maxAge = 0 // every page sees what the test just set
 	h.c = c
 	h.srv = httptest.NewServer(c)
 	t.Cleanup(h.srv.Close)

@@ -24,7 +24,8 @@ type request struct {
 	expired, staleCookie bool
 	start                time.Time
 	// statusDur is the time spent asking the supervisor for status (Server-Timing).
-	statusDur time.Duration
+	statusDur   time.Duration
+	statusFresh bool
 }
 
 // maxForm bounds a form body.

@@ -145,7 +145,11 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, rq *request, st
 	if rq != nil {
 		timing := fmt.Sprintf("render;dur=%.2f, total;dur=%.2f", ms(time.Since(renderStart)), ms(time.Since(rq.start)))
 		if rq.statusDur > 0 {
-			timing = fmt.Sprintf("status;dur=%.2f, ", ms(rq.statusDur)) + timing
+			how := "cached"
+			if rq.statusFresh {
+				how = "fresh"
+			}
+			timing = fmt.Sprintf("status;dur=%.2f;desc=%q, ", ms(rq.statusDur), how) + timing
 		}
 		h.Set("Server-Timing", timing)
 	}

@@ -23,6 +23,17 @@ func TestOverviewShowsWhatNeedsAttention(t *testing.T) {
 	if !strings.Contains(r.header.Get("Server-Timing"), "status;dur=") || !strings.Contains(r.header.Get("Server-Timing"), "render;dur=") {
 		t.Errorf("Server-Timing %q", r.header.Get("Server-Timing"))
 	}
+	// Pages share the hub's status while it is younger than the refresh interval.
+	h.c.hub.mu.Lock()
+	h.c.hub.maxAge, h.c.hub.at = time.Minute, time.Time{}
+	h.c.hub.mu.Unlock()
+	if first, second := cl.get("/admin/services"), cl.get("/admin/"); !strings.Contains(first.header.Get("Server-Timing"), `desc="fresh"`) ||
+		!strings.Contains(second.header.Get("Server-Timing"), `desc="cached"`) {
+		t.Errorf("Server-Timing: %q then %q", first.header.Get("Server-Timing"), second.header.Get("Server-Timing"))
+	}
+	h.c.hub.mu.Lock()
+	h.c.hub.maxAge = 0
+	h.c.hub.mu.Unlock()
 	h.ops.setService("redis", func(s *Service) { s.Healthy, s.Running, s.State = 0, 0, "missing" })
 	h.ops.setService("api", func(s *Service) {
 		s.Desired, s.Healthy, s.State, s.Backoff = 2, 1, "degraded", "replaced 3 times; waiting 20s"

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +30,7 @@ type Browser struct {
 	mu       sync.Mutex
 	problems []string
 	dialogs  []string
+	ignore   []string
 }
 
 // Options tune a browser.
@@ -64,7 +66,9 @@ func New(t testing.TB, o Options) *Browser {
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(base, opts...)
 	ctx, cancelCtx := chromedp.NewContext(allocCtx)
 	t.Cleanup(func() { cancelCtx(); cancelAlloc(); cancelTimeout() })
-	b := &Browser{t: t, Ctx: ctx}
+	// Docker adds and removes veth interfaces as containers come and go; Chromium then
+	// cancels what is loading (an EventSource reconnects by itself).
+	b := &Browser{t: t, Ctx: ctx, ignore: []string{"net::ERR_NETWORK_CHANGED"}}
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(int64(o.Width), int64(o.Height))); err != nil {
 		testenv.Require(t, "chromium", fmt.Errorf("start %s: %w", path, err))
 	}
@@ -83,7 +87,9 @@ func (b *Browser) watch() {
 			}
 			if m.Type == chromedp.ConsoleError || m.IsException() || m.Source == "security" {
 				b.mu.Lock()
-				b.problems = append(b.problems, fmt.Sprintf("%s %s (%s:%d)", m.Type, m.Text, m.URL, m.Line))
+				if !slices.ContainsFunc(b.ignore, func(s string) bool { return strings.Contains(m.Text, s) }) {
+					b.problems = append(b.problems, fmt.Sprintf("%s %s (%s:%d)", m.Type, m.Text, m.URL, m.Line))
+				}
 				b.mu.Unlock()
 			}
 		}
@@ -99,6 +105,14 @@ func (b *Browser) watch() {
 			_, _ = chromedp.Call(b.Ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false})
 		}
 	}()
+}
+
+// Ignore stops counting console messages that contain text as problems (a page that
+// is meant to fail, such as a 403 the test provokes).
+func (b *Browser) Ignore(text string) {
+	b.mu.Lock()
+	b.ignore = append(b.ignore, text)
+	b.mu.Unlock()
 }
 
 // Problems returns the console errors, exceptions and CSP violations so far.
