@@ -78,6 +78,19 @@ func (as *actions) get(id string) (action, bool) {
 	return cp, true
 }
 
+// recent returns a service's last n actions, newest first.
+func (as *actions) recent(service string, n int) []action {
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	var out []action
+	for i := len(as.order) - 1; i >= 0 && len(out) < n; i-- {
+		if a := as.byID[as.order[i]]; a != nil && a.Service == service {
+			out = append(out, *a)
+		}
+	}
+	return out
+}
+
 // running returns the running action on a service, if any.
 func (as *actions) running(service string) (action, bool) {
 	as.mu.Lock()

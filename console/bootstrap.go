@@ -50,11 +50,7 @@ func EnsureFirstAdmin(ctx context.Context, store Store, dir string, hash *passwo
 		return fa, nil
 	}
 	fa.Password, fa.Created = GeneratePassword(), true
-	p := password.Default
-	if hash != nil {
-		p = *hash
-	}
-	h, err := password.HashWith([]byte(fa.Password), p)
+	h, err := password.HashWith([]byte(fa.Password), paramsOr(hash))
 	if err != nil {
 		return FirstAdmin{}, err
 	}
@@ -121,11 +117,7 @@ func ResetPassword(ctx context.Context, store Store, name, actor string, hash *p
 		return "", err
 	}
 	pw := GeneratePassword()
-	p := password.Default
-	if hash != nil {
-		p = *hash
-	}
-	h, err := password.HashWith([]byte(pw), p)
+	h, err := password.HashWith([]byte(pw), paramsOr(hash))
 	if err != nil {
 		return "", err
 	}

@@ -16,6 +16,8 @@ func serveService(c *Console, w http.ResponseWriter, r *http.Request, rq *reques
 	t := time.Now()
 	st, err, fresh := c.hub.current(r.Context())
 	rq.statusDur, rq.statusFresh = time.Since(t), fresh
+	d := serviceDataOf(name, st, err, rq.user)
+	d.Actions = c.actions.recent(name, 5)
 	return c.render(w, r, rq, http.StatusOK, "service", view{Title: name, Nav: "services", Live: "/admin/events?view=service:" + name,
-		Refresh: 15, Data: serviceDataOf(name, st, err, rq.user)})
+		Refresh: 15, Data: d})
 }

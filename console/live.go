@@ -122,6 +122,9 @@ type serviceData struct {
 	Service *Service
 	Err     string
 	User    *User
+	// Actions are the service's recent restarts and scales (the page, not the live
+	// fragment, lists them).
+	Actions []action
 }
 
 func serviceDataOf(name string, st Status, err error, u *User) serviceData {

@@ -107,6 +107,7 @@ func TestRestart(t *testing.T) {
 	}
 	done := waitAction(t, op, r.loc)
 	mustContain(t, done, "Done", "1 of 1 replicas healthy", "Started by otto")
+	mustContain(t, op.get("/admin/services/api"), "Recent actions", `href="`+r.loc+`">Restart api</a> — succeeded, by otto`)
 	if !slices.Contains(h.ops.callList(), "restart api") {
 		t.Fatalf("calls %v", h.ops.callList())
 	}

@@ -97,3 +97,20 @@ func TestFirstAdminFailures(t *testing.T) {
 		t.Fatal("unreadable password file")
 	}
 }
+
+// Without a test override, hashes use the console's parameters, and so does the
+// verification spent on unknown users.
+func TestDefaultHashParams(t *testing.T) {
+	st := newMemStore()
+	fa, err := EnsureFirstAdmin(context.Background(), st, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := st.UserByName(context.Background(), fa.Name)
+	if !strings.Contains(u.PasswordHash, "$m=7168,t=5,p=1$") || !strings.Contains(dummyHash(), "$m=7168,t=5,p=1$") {
+		t.Fatalf("hash %s, dummy %s", u.PasswordHash, dummyHash())
+	}
+	if checkPassword(nil, "x") || !checkPassword(&u, fa.Password) {
+		t.Fatal("checkPassword")
+	}
+}
