@@ -181,7 +181,7 @@ func (c *Console) renderError(w http.ResponseWriter, r *http.Request, rq *reques
 		http.Error(w, he.msg, he.status)
 		return
 	}
-	v := view{Title: http.StatusText(he.status), Error: he.msg}
+	v := view{Title: http.StatusText(he.status), Data: he.msg}
 	if rerr := c.render(w, r, rq, he.status, "error", v); rerr != nil {
 		c.log.Error("console: render error page", "err", rerr)
 		http.Error(w, he.msg, he.status)

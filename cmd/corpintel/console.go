@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/corpintel/corpintel/console"
@@ -138,12 +139,19 @@ func consoleStatus(rep health.StatusReport) console.Status {
 		}
 		st.Services = append(st.Services, cs)
 	}
+	// One line per certificate served (the names one certificate covers are probed one
+	// by one), then the manager's certificates with a renewal problem.
 	served := map[string]bool{}
 	for _, p := range rep.TLSServed {
-		if p.Error == "" && !p.NotAfter.IsZero() {
-			served[p.Name] = true
-			st.Certificates = append(st.Certificates, console.Certificate{Name: p.Name, Issuer: p.Issuer, NotAfter: p.NotAfter})
+		if p.Error != "" || p.NotAfter.IsZero() {
+			continue
 		}
+		served[p.Name] = true
+		if i := slices.IndexFunc(st.Certificates, func(c console.Certificate) bool { return c.NotAfter.Equal(p.NotAfter) && c.Issuer == p.Issuer }); i >= 0 {
+			st.Certificates[i].Name += ", " + p.Name
+			continue
+		}
+		st.Certificates = append(st.Certificates, console.Certificate{Name: p.Name, Issuer: p.Issuer, NotAfter: p.NotAfter})
 	}
 	if rep.TLS != nil {
 		for _, c := range rep.TLS.Certificates {

@@ -24,6 +24,8 @@ import (
 	"github.com/corpintel/corpintel/internal/password"
 	"github.com/corpintel/corpintel/internal/stack"
 	"github.com/corpintel/corpintel/supervisor"
+	"github.com/corpintel/corpintel/supervisor/edge/certs"
+	"github.com/corpintel/corpintel/supervisor/health"
 	"github.com/corpintel/corpintel/supervisor/state"
 )
 
@@ -364,5 +366,28 @@ func TestPrintConsole(t *testing.T) {
 	}
 	if !strings.Contains(hostActor(), "(CLI)") {
 		t.Fatal(hostActor())
+	}
+}
+
+// The status as the console gets it: services and containers field for field, one
+// certificate line for the names one certificate covers, renewal problems kept.
+func TestConsoleStatus(t *testing.T) {
+	exp := time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC)
+	rep := health.StatusReport{Project: "p", Supervisor: true, Maintenance: "restore #2",
+		Operation: &state.Operation{ID: 2, Kind: "restore", Steps: []state.OpStep{{Name: "swap volumes"}}},
+		Services: []health.ServiceStatus{{Service: "api", Desired: 2, Running: 2, Healthy: 1, State: "degraded", Restarts: 3,
+			Containers: []health.ContainerStatus{{Name: "p-api-1", ID: "abc", RestartCount: 3, MemoryBytes: 10}}}},
+		TLSServed: []certs.ProbeResult{{Name: "vm", NotAfter: exp, Issuer: "CA"}, {Name: "localhost", NotAfter: exp, Issuer: "CA"}, {Name: "down", Error: "refused"}},
+		TLS:       &certs.Status{Certificates: []certs.CertStatus{{Name: "vm", NotAfter: exp}, {Name: "other.example", LastError: "acme: rate limited"}}},
+	}
+	st := consoleStatus(rep)
+	if st.Operation == nil || st.Operation.Name != "restore #2" || st.Operation.LastStep != "swap volumes" || st.Maintenance != "restore #2" {
+		t.Fatalf("operation %+v", st.Operation)
+	}
+	if len(st.Services) != 1 || st.Services[0].Healthy != 1 || st.Services[0].Containers[0].Restarts != 3 {
+		t.Fatalf("services %+v", st.Services)
+	}
+	if len(st.Certificates) != 2 || st.Certificates[0].Name != "vm, localhost" || st.Certificates[1].LastError != "acme: rate limited" {
+		t.Fatalf("certificates %+v", st.Certificates)
 	}
 }
