@@ -47,8 +47,15 @@ bin: ## static binary bin/corpintel
 images: deps-run bin ## build the stack images (skips unchanged ones; see images/README.md)
 	VERSION='$(VERSION)' REVISION='$(REV)' images/build.sh
 
-images-test: images ## smoke-test the images against the Docker Engine
+images-test: images ## smoke-test the images against the Docker Engine; build the system test's machine image
 	images/test.sh
+	images/build.sh systemd
+
+# --- bundle ----------------------------------------------------------------------------
+.PHONY: bundle
+bundle: images ## air-gapped bundle dist/corpintel-$(VERSION)-linux-amd64.tar + dist/install.sh (KEY=signing key)
+	@test -n '$(KEY)' || { echo "make bundle needs KEY=path/to/signing.key (make one: bin/corpintel bundle keygen --out DIR, outside the repo)" >&2; exit 2; }
+	bin/corpintel bundle build --key '$(KEY)' --out dist --version '$(VERSION)'
 
 # --- run -------------------------------------------------------------------------------
 .PHONY: run
@@ -74,6 +81,7 @@ lint: deps ## gofmt, go vet, staticcheck, gosec, actionlint, shellcheck
 	gosec -quiet -exclude=$(GOSEC_EXCLUDE) -exclude-dir=bench ./...
 	actionlint .github/workflows/*.yml
 	shellcheck .ci/run scripts/*.sh images/*.sh images/*/*.sh bench/*.sh
+	shellcheck -s sh installer/*.sh
 	@echo "lint: ok"
 
 cover: ## all tests (unit, integration, end-to-end) with merged coverage; fails below 80 %

@@ -7,6 +7,11 @@
 #   corpintel/redis:7        images/redis      (Debian redis-server 7.0)
 #   corpintel/minio          images/minio      (MinIO from scripts/install-deps.sh's cache)
 #   corpintel/api            ./Dockerfile      (bin/corpintel from `make bin`)
+# and, only when named (`images/build.sh systemd`; `make images-test` does):
+#   corpintel/systemd-test   images/systemd    (systemd + Docker Engine: the installer's
+#                            system test machine; `docker save`d to the cache, keyed by
+#                            its Dockerfile and the base's inputs, so a fresh engine loads
+#                            it instead of running apt again)
 #
 # An image is rebuilt only when its inputs hash changes: Dockerfile + every file copied
 # into its context + labels (not the revision, except for api) + base image ID. The
@@ -37,9 +42,10 @@ FORCE=${CORPINTEL_IMAGES_FORCE:-}
 SCHEMA=corpintel-images/1 # bump to rebuild everything after a change to this script's logic
 
 ALL="base postgres redis minio api"
+KNOWN="$ALL systemd"
 if [[ $# -gt 0 ]]; then WANT="$*"; else WANT=${CORPINTEL_IMAGES:-$ALL}; fi
 for w in $WANT; do
-	[[ " $ALL " == *" $w "* ]] || { echo "build.sh: unknown image '$w' (have: $ALL)" >&2; exit 2; }
+	[[ " $KNOWN " == *" $w "* ]] || { echo "build.sh: unknown image '$w' (have: $KNOWN)" >&2; exit 2; }
 done
 
 log() { printf '[images %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -246,8 +252,49 @@ build_api() {
 		"bin/corpintel=$BIN"
 }
 
+# The system test's machine. Its hash takes the base's inputs hash, not its ID: a base
+# re-imported on a fresh engine gets a new ID but the same content, and the image saved
+# in the cache still fits on top of it.
+build_systemd() {
+	local tag=corpintel/systemd-test:bookworm t base_hash h cache ctx logf
+	t=$(now)
+	base_hash=$(image_hash corpintel/base:bookworm)
+	[[ -n $base_hash ]] || die "systemd: corpintel/base:bookworm is missing (build base first)"
+	h=$(printf '%s\n' "$SCHEMA" "$tag" "base-inputs $base_hash" "file Dockerfile $(sha "$here/systemd/Dockerfile")" | sha256sum | cut -d' ' -f1)
+	unchanged systemd "$tag" "$h" && { TIME[systemd]=$(($(now) - t)); return 0; }
+	cache=$CACHE/rootfs/systemd-test-${h:0:16}.tar
+	if [[ -s $cache ]]; then
+		log "systemd: loading $tag from the cache ($cache) ..."
+		docker load -q -i "$cache" >/dev/null
+		if [[ $(image_hash "$tag") == "$h" ]]; then
+			RESULT[systemd]="from cache"
+			TIME[systemd]=$(($(now) - t))
+			log "systemd: loaded in ${TIME[systemd]}s"
+			return 0
+		fi
+		log "systemd: the cached image does not carry inputs ${h:0:12}; rebuilding"
+	fi
+	ctx=$(mktemp -d "$CACHE/.ctx-systemd.XXXXXX")
+	CTX=$ctx
+	{ cat "$here/systemd/Dockerfile"; printf '\nLABEL io.corpintel.inputs-hash="%s" org.opencontainers.image.title="corpintel system test machine"\n' "$h"; } >"$ctx/Dockerfile"
+	logf=$CACHE/logs/build-systemd.log
+	log "systemd: building $tag (inputs ${h:0:12}; log $logf) ..."
+	if ! docker build --rm --force-rm --pull=false -t "$tag" "$ctx" >"$logf" 2>&1; then
+		tail -n 40 "$logf" >&2
+		die "systemd: docker build failed (full log: $logf)"
+	fi
+	rm -rf "$ctx"
+	CTX=""
+	docker save -o "$cache.tmp" "$tag"
+	mv -f "$cache.tmp" "$cache"
+	find "$CACHE/rootfs" -maxdepth 1 -name 'systemd-test-*.tar' ! -name "$(basename "$cache")" -delete
+	RESULT[systemd]=built
+	TIME[systemd]=$(($(now) - t))
+	log "systemd: built $tag in ${TIME[systemd]}s (cached as $cache, $(du -h "$cache" | cut -f1))"
+}
+
 log "building: $WANT (cache $CACHE, DOCKER_BUILDKIT=$DOCKER_BUILDKIT)"
-for name in $ALL; do
+for name in $KNOWN; do
 	[[ " $WANT " == *" $name "* ]] || continue
 	"build_$name"
 done
@@ -256,14 +303,15 @@ done
 # unused now: only untagged images that carry this script's label.
 docker image prune -f --filter label=io.corpintel.inputs-hash >/dev/null 2>&1 || true
 
-printf '\n%-26s %-11s %6s %9s\n' IMAGE RESULT SECONDS SIZE >&2
-for name in $ALL; do
+printf '\n%-32s %-11s %6s %9s\n' IMAGE RESULT SECONDS SIZE >&2
+for name in $KNOWN; do
 	[[ " $WANT " == *" $name "* ]] || continue
 	case $name in
 	base) tag=corpintel/base:bookworm ;; postgres) tag=corpintel/postgres:15 ;;
 	redis) tag=corpintel/redis:7 ;; minio) tag=corpintel/minio:latest ;; api) tag=corpintel/api:latest ;;
+	systemd) tag=corpintel/systemd-test:bookworm ;;
 	esac
 	size=$(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0fMB", $1/1e6}')
-	printf '%-26s %-11s %6s %9s\n' "$tag" "${RESULT[$name]}" "${TIME[$name]}" "$size" >&2
+	printf '%-32s %-11s %6s %9s\n' "$tag" "${RESULT[$name]}" "${TIME[$name]}" "$size" >&2
 done
 log "all done in $(($(now) - T0))s"

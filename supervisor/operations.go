@@ -198,7 +198,7 @@ func (d *Daemon) CreateAdmin(ctx context.Context, email string, password []byte)
 	if err := errors.Join(werr, cerr); err != nil {
 		return fmt.Errorf("create-admin: write the password file: %w", err)
 	}
-	if os.Geteuid() == 0 {
+	if reconcile.CanChown() {
 		uid := stack.SecretUIDs[stack.ServiceAPI]
 		if err := os.Chown(path, uid, uid); err != nil {
 			return fmt.Errorf("create-admin: %w", err)

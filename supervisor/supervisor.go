@@ -27,6 +27,7 @@ import (
 
 	"github.com/corpintel/corpintel/internal/config"
 	"github.com/corpintel/corpintel/internal/docker"
+	"github.com/corpintel/corpintel/internal/sdnotify"
 	"github.com/corpintel/corpintel/internal/stack"
 	"github.com/corpintel/corpintel/supervisor/edge"
 	"github.com/corpintel/corpintel/supervisor/edge/certs"
@@ -75,6 +76,9 @@ type Options struct {
 	// Admin is the console, served under /admin by the edge on the loopback and the
 	// public HTTPS listener (console/, wired by cmd/corpintel).
 	Admin http.Handler
+	// Notify talks to systemd (READY, STATUS, the watchdog; systemd.go); nil: not
+	// under systemd.
+	Notify *sdnotify.Notifier
 }
 
 // Daemon is the running supervisor.
@@ -88,8 +92,10 @@ type Daemon struct {
 	store   *state.Store
 	owner   string // this process, as the owner of the operations it runs
 	metrics *prometheus.Registry
+	obs     *observability // metrics collectors and alerts (alerting.go)
 	kick    chan struct{}
 	running atomic.Bool
+	inject  <-chan func() // tests: run on the reconcile loop (systemd.go)
 
 	mu          sync.Mutex
 	interrupted []state.Operation
@@ -130,6 +136,9 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.rec = rec
+	if d.obs, err = newObservability(opts.Config, d); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -180,10 +189,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 		_ = localLn.Close()
 		return err
 	}
+	runObservability, err := d.startObservability(ctx, "http://"+proxyLn.Addr().String()+"/health")
+	if err != nil {
+		_ = proxyLn.Close()
+		_ = localLn.Close()
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	proxySrv := edge.NewServer(d.edge.Handler(edge.Loopback), d.log)
-	localSrv := &http.Server{Handler: localapi.NewHandler(d, d.log), ReadHeaderTimeout: 10 * time.Second}
+	localSrv := &http.Server{Handler: localapi.NewHandler(d, d.log), ReadHeaderTimeout: 10 * time.Second, ConnContext: localapi.ConnContext}
 
 	errc := make(chan error, 8)
 	var wg sync.WaitGroup
@@ -199,12 +214,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	publicSrvs := d.servePublic(ctx, cfg, public, errc, serve)
 	wg.Go(func() { d.edge.Run(ctx) })
 	wg.Go(func() {
-		err := d.rec.Run(ctx, reconcile.LoopOptions{Events: d.opts.Engine, Resync: d.opts.Resync, Kick: d.kick})
+		err := d.rec.Run(ctx, reconcile.LoopOptions{Events: d.opts.Engine, Resync: d.opts.Resync, Kick: d.kick,
+			Heartbeat: d.loopHeartbeat(), Inject: d.loopInject(ctx)})
 		if ctx.Err() == nil {
 			errc <- fmt.Errorf("reconcile loop stopped: %w", err)
 		}
 	})
 	wg.Go(func() { d.watchHangup(ctx) })
+	wg.Go(func() { runObservability(ctx) })
+	wg.Go(func() { d.notifySystemd(ctx) })
 	d.running.Store(true)
 	d.mu.Lock()
 	d.localLn = localLn
@@ -295,6 +313,7 @@ func (d *Daemon) reload() error {
 	if next.Listen != cur.Listen || next.Socket != cur.Socket {
 		return fmt.Errorf("listen and socket cannot change on reload (%s, %s): restart the supervisor", cur.Listen, cur.Socket)
 	}
+	d.alertsReloaded(next)
 	return d.rec.SetConfig(next)
 }
 

@@ -390,6 +390,6 @@ func newConfigCmd() *cobra.Command {
 		},
 	}
 	flags.register(check, true)
-	cmd.AddCommand(check)
+	cmd.AddCommand(check, newConfigKeysCmd())
 	return cmd
 }

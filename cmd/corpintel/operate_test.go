@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corpintel/corpintel/supervisor/alerts"
 	"github.com/corpintel/corpintel/supervisor/edge/certs"
 	"github.com/corpintel/corpintel/supervisor/health"
 	"github.com/corpintel/corpintel/supervisor/localapi"
@@ -27,6 +28,7 @@ type fakeOps struct {
 	started  bool
 	lastLogs localapi.LogOptions
 	admin    string
+	silenced alerts.SilenceRequest
 }
 
 func (f *fakeOps) Status(context.Context) (health.StatusReport, error) {

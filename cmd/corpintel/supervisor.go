@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/corpintel/corpintel/internal/config"
+	"github.com/corpintel/corpintel/internal/sdnotify"
 	"github.com/corpintel/corpintel/supervisor"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -42,6 +43,9 @@ func (f *configFlags) load(stderr io.Writer) (*config.Config, error) {
 	cfg, warnings, err := config.Load(config.Options{Path: f.path, Environ: env, Profile: f.profile})
 	for _, w := range warnings {
 		fmt.Fprintln(stderr, "corpintel: warning:", w)
+	}
+	if err == nil {
+		_, err = supervisor.AlertsConfig(cfg) // the [alerts] table's schema is the engine's
 	}
 	if err != nil {
 		if config.IsConfigError(err) {
@@ -99,6 +103,12 @@ func runSupervisor(ctx context.Context, flags *configFlags, stdout, stderr io.Wr
 	}
 	defer eng.Close()
 	defer store.Close()
+	// Under systemd (Type=notify): READY, STATUS and the watchdog. The variables are
+	// unset so that nothing the supervisor starts notifies on its behalf.
+	notify, err := sdnotify.FromEnv(true)
+	if err != nil {
+		return err
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -112,7 +122,7 @@ func runSupervisor(ctx context.Context, flags *configFlags, stdout, stderr io.Wr
 		admin = cons.console
 	}
 	d, err := supervisor.New(supervisor.Options{
-		Config: cfg, Engine: eng, Store: store, Log: log, Hangup: hup, Admin: admin,
+		Config: cfg, Engine: eng, Store: store, Log: log, Hangup: hup, Notify: notify, Admin: admin,
 		Reload: func() (*config.Config, error) { return flags.load(stderr) },
 		Ready: func(ep supervisor.Endpoints) {
 			fmt.Fprintf(stdout, "API: %s (health: /health)\n", ep.API)

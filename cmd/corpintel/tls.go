@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() { commands = append(commands, newTLSCmd, newCheckCmd) }
+func init() { commands = append(commands, newTLSCmd) }
 
 func newTLSCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -46,13 +46,8 @@ func newTLSCmd() *cobra.Command {
 	return cmd
 }
 
-func newCheckCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "check",
-		Short: "Check the deployment (check tls: the certificate preflight)",
-		Args:  cobra.NoArgs,
-		RunE:  func(*cobra.Command, []string) error { return usagef("check needs a subcommand: tls") },
-	}
+// newCheckTLSCmd is `corpintel check tls` (check.go adds it to `check`).
+func newCheckTLSCmd() *cobra.Command {
 	var flags clientFlags
 	var asJSON bool
 	tlsCheck := &cobra.Command{
@@ -91,6 +86,5 @@ func newCheckCmd() *cobra.Command {
 	}
 	flags.register(tlsCheck)
 	tlsCheck.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.AddCommand(tlsCheck)
-	return cmd
+	return tlsCheck
 }

@@ -81,6 +81,8 @@ type Config struct {
 	MinIO    MinIO    `toml:"minio"`
 	Edge     Edge     `toml:"edge"`
 	TLS      TLS      `toml:"tls"`
+	Metrics  Metrics  `toml:"metrics"`
+	Alerts   Alerts   `toml:"alerts"`
 	Console  Console  `toml:"console"`
 
 	// File is the config file that was read, "" when none was.
@@ -178,6 +180,7 @@ func Default(profile string) *Config {
 		MinIO: MinIO{Resources: Resources{Image: "corpintel/minio:latest", CPUs: 1, Memory: 2 * GiB}, Bucket: "corporate-documents"},
 	}
 	c.Edge, c.TLS = defaultEdge(profile), defaultTLS(profile)
+	c.Metrics = defaultMetrics()
 	c.Console = defaultConsole()
 	switch profile {
 	case "prod":
@@ -340,6 +343,9 @@ func fields(cfg *Config) []field {
 				continue
 			}
 			key := prefix + name
+			if fv.Kind() == reflect.Map {
+				continue // a table decoded by its owner ([alerts]), no variables
+			}
 			if fv.Kind() == reflect.Struct && !isText(fv) {
 				walk(key+".", fv)
 				continue
@@ -582,5 +588,6 @@ func (c *Config) validate() error {
 	if !bucketRE.MatchString(c.MinIO.Bucket) {
 		bad("minio.bucket", "must be a valid bucket name (3–63 of a-z, 0-9, '.', '-'), got %q", c.MinIO.Bucket)
 	}
+	c.Metrics.validate(bad)
 	return errors.Join(errs...)
 }

@@ -75,6 +75,16 @@ func (c *Client) Ping(ctx context.Context) error {
 	return nil
 }
 
+// RootDir is the engine's data root (DockerRootDir): where images, containers and
+// volumes live, the filesystem whose filling breaks the stack.
+func (c *Client) RootDir(ctx context.Context) (string, error) {
+	info, err := c.api.Info(ctx)
+	if err != nil {
+		return "", c.wrap(err, "info")
+	}
+	return info.DockerRootDir, nil
+}
+
 // wrap adds context and maps the SDK's error classes onto ours.
 func (c *Client) wrap(err error, format string, args ...any) error {
 	what := fmt.Sprintf(format, args...)

@@ -57,6 +57,9 @@ func TestEngine(t *testing.T) {
 	if _, err := c.ImageID(ctx, testImage); err != nil {
 		testenv.Require(t, "docker", err) // `make images` builds it
 	}
+	if root, err := c.RootDir(ctx); err != nil || !strings.HasPrefix(root, "/") {
+		t.Errorf("RootDir = %q, %v", root, err)
+	}
 	if c.Host() == "" || c.APIVersion() == "" {
 		t.Errorf("host %q version %q", c.Host(), c.APIVersion())
 	}
@@ -150,7 +153,14 @@ func TestEngine(t *testing.T) {
 	if err := c.FollowLogs(ctx, id, "all", false, false, &stdout, &stderr); err != nil || stdout.String() != "out\n" || stderr.String() != "err\n" {
 		t.Errorf("FollowLogs %q %q %v", stdout.String(), stderr.String(), err)
 	}
-	if u, err := c.Usage(ctx, id); err != nil || u.MemoryLimit != 64<<20 || u.CPUTotal == 0 || u.MemoryUsage == 0 {
+	// A container just started may report empty counters for a moment.
+	var u Usage
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if u, err = c.Usage(ctx, id); err != nil || u.CPUTotal > 0 {
+			break
+		}
+	}
+	if err != nil || u.MemoryLimit != 64<<20 || u.CPUTotal == 0 || u.MemoryUsage == 0 {
 		t.Errorf("usage %+v %v", u, err)
 	}
 	if len(ct.Mounts) != 1 || ct.Mounts[0].Type != "volume" || ct.Mounts[0].Source != name || ct.Mounts[0].Target != "/data" || ct.Mounts[0].ReadOnly {

@@ -277,7 +277,15 @@ func TestEngineDeliversOnceAcrossRestart(t *testing.T) {
 	if len(hooks) != 2 || hooks[1]["status"] != "resolved" || hooks[1]["version"] != "4" {
 		t.Errorf("webhook payloads %v", hooks)
 	}
-	deliveries, err := eng.Deliveries(context.Background(), 10)
+	// Each channel records its delivery after sending, on its own goroutine: wait for
+	// the last one (a loaded machine may take a moment).
+	var deliveries []notify.Result
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if deliveries, err = eng.Deliveries(context.Background(), 10); err != nil || len(deliveries) >= 6 {
+			break
+		}
+	}
 	if err != nil || len(deliveries) != 6 {
 		t.Errorf("delivery history %d entries (%v), want 6", len(deliveries), err)
 	}

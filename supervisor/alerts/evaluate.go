@@ -21,6 +21,10 @@ type Operation struct {
 	// ExpectedEnd is when it should be done; past it, held critical alerts are
 	// delivered. Zero: no expectation, everything held stays held.
 	ExpectedEnd time.Time `json:"expected_end,omitzero"`
+	// Maintenance is set when the operation put the stack into maintenance mode
+	// (state.OpRequest.Maintenance): it holds alerts like the kinds in
+	// Config.MaintenanceOperations do, whatever its kind.
+	Maintenance bool `json:"maintenance,omitempty"`
 }
 
 // Input is what one evaluation reads besides the state.
@@ -369,7 +373,7 @@ func (e *Evaluator) mutedBy(a Alert, firing []Alert, silences []Silence, op *Ope
 			}
 		}
 	}
-	if op != nil && e.maintenance[op.Kind] && e.held[a.Rule] {
+	if op != nil && (e.maintenance[op.Kind] || op.Maintenance) && e.held[a.Rule] {
 		overdue := !op.ExpectedEnd.IsZero() && now.After(op.ExpectedEnd)
 		if !(overdue && a.Labels["severity"] == "critical") {
 			if op.ExpectedEnd.IsZero() {

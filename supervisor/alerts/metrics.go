@@ -76,10 +76,11 @@ const (
 	MetricCertRenewalLastSuccess = "corpintel_cert_renewal_last_success_timestamp_seconds"
 	MetricCertRenewalLastFailure = "corpintel_cert_renewal_last_failure_timestamp_seconds"
 
-	// MetricContainerRestarts: Docker's RestartCount of a stack container. Labels service
+	// MetricContainerRestarts: restarts of a stack container's replica — Docker's
+	// RestartCount plus one for each replacement of the container (Docker never
+	// restarts a killed container; the supervisor replaces it). Labels service
 	// ("postgres", "redis", "minio", "api") and replica ("" for single services). Counter
-	// (it restarts from zero when the container is replaced). History: the restart-loop
-	// window (15m).
+	// (from zero when the supervisor starts). History: the restart-loop window (15m).
 	MetricContainerRestarts = "corpintel_container_restarts_total"
 )
 

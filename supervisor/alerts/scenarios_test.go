@@ -162,6 +162,29 @@ func TestScenarioNonMaintenanceOperation(t *testing.T) {
 	s.golden("backup_operation")
 }
 
+// An operation that switched maintenance mode on holds what it causes, whatever its
+// kind (the state store records the flag per operation).
+func TestScenarioMaintenanceFlag(t *testing.T) {
+	s := newScenario(t, Config{})
+	s.op = &Operation{Kind: "drill", Started: t0, Maintenance: true}
+	s.every(0, 3*min, min, func(s *scenario, _ time.Duration) { s.set(MetricServiceUp, Labels{"service": "redis"}, 0) })
+	if strings.Contains(s.out.String(), "notify ") {
+		t.Errorf("an alert of a maintenance operation was sent:\n%s", s.out.String())
+	}
+	firing := 0
+	for _, a := range s.st.Alerts {
+		if a.State == StateFiring {
+			firing++
+			if a.MutedBy != "held during drill" {
+				t.Errorf("%s muted by %q", a.Rule, a.MutedBy)
+			}
+		}
+	}
+	if firing != 1 {
+		t.Errorf("%d firing alerts", firing)
+	}
+}
+
 // Silences: a silence on a rule mutes its alert (nothing is sent); when it expires the
 // alert is sent; a matcher silence on one mount leaves the other mounts alone.
 func TestScenarioSilences(t *testing.T) {

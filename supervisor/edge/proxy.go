@@ -38,6 +38,8 @@ type Proxy struct {
 	trusted Prefixes
 	// onRetry, when set, counts a request sent again to another replica.
 	onRetry func()
+	// answers counts what the proxy answered itself (answered.go).
+	answers answerCounter
 }
 
 var _ http.Handler = (*Proxy)(nil)
@@ -162,7 +164,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // unavailable answers 503 as RFC 9457 problem+json with Retry-After.
 func (p *Proxy) unavailable(w http.ResponseWriter, r *http.Request, detail string) {
 	w.Header().Set("Retry-After", strconv.Itoa(int(p.retryAfter/time.Second)))
-	writeProblem(w, r, http.StatusServiceUnavailable, "Service Unavailable", detail)
+	p.answer(w, r, http.StatusServiceUnavailable, "Service Unavailable", detail)
 }
 
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
@@ -177,16 +179,16 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 	}
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		writeProblem(w, r, http.StatusRequestEntityTooLarge, "Request Entity Too Large", fmt.Sprintf("the request body is larger than %d bytes", mbe.Limit))
+		p.answer(w, r, http.StatusRequestEntityTooLarge, "Request Entity Too Large", fmt.Sprintf("the request body is larger than %d bytes", mbe.Limit))
 		return
 	}
 	p.log.Warn("edge: upstream error", "method", r.Method, "path", r.URL.Path, "request_id", r.Header.Get(requestIDHeader), "err", err)
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		writeProblem(w, r, http.StatusGatewayTimeout, "Gateway Timeout", "the API replica did not answer in time")
+		p.answer(w, r, http.StatusGatewayTimeout, "Gateway Timeout", "the API replica did not answer in time")
 		return
 	}
-	writeProblem(w, r, http.StatusBadGateway, "Bad Gateway", "the API replica did not answer")
+	p.answer(w, r, http.StatusBadGateway, "Bad Gateway", "the API replica did not answer")
 }
 
 type problem struct {

@@ -1,8 +1,14 @@
-// Package health turns what the supervisor knows into status: per service the replicas,
-// state, health, uptime, restarts, CPU and memory, whether it is backing off or held,
-// and the operation that runs. It reads the reconciler's last snapshot (never the
-// engine's container list itself) plus one-shot resource counters per container; the
-// metrics collectors and the alert engine's data source grow here.
+// Package health turns what the supervisor knows into status and metrics.
+//
+// Status (status.go): per service the replicas, state, health, uptime, restarts, CPU
+// and memory, whether it is backing off or held, and the operation that runs — from the
+// reconciler's last snapshot (never the engine's container list itself) plus one-shot
+// resource counters per container.
+//
+// Metrics (metrics.go): collectors for the host, the containers, PostgreSQL, Redis,
+// MinIO, the Docker Engine and the API replicas fill one batch per cycle; the batch is
+// the supervisor's /metrics and, with its recent history (24 h at one minute, and every
+// cycle for the rate windows), the alert engine's samples and the console's charts.
 package health
 
 import (

@@ -203,3 +203,30 @@ func TestListen(t *testing.T) {
 		t.Error("Listen under a file")
 	}
 }
+
+func TestGetJSON(t *testing.T) {
+	ops := &recordingOps{}
+	c := serve(t, ops)
+	b, err := c.GetJSON(context.Background(), "/v1/status")
+	if err != nil || !strings.Contains(string(b), `"project":"p"`) {
+		t.Fatalf("status: %s %v", b, err)
+	}
+	if _, err := c.GetJSON(context.Background(), "/v1/not-a-route"); !errors.Is(err, ErrNoRoute) {
+		t.Errorf("unknown route: %v, want ErrNoRoute", err)
+	}
+	if _, err := c.GetJSON(context.Background(), "/v1/scale"); !errors.Is(err, ErrNoRoute) {
+		t.Errorf("a POST route read with GET: %v, want ErrNoRoute", err)
+	}
+	ops.err = RequestErrorf("not now")
+	var re *RequestError
+	if _, err := c.GetJSON(context.Background(), "/v1/status"); !errors.As(err, &re) {
+		t.Errorf("request error: %v", err)
+	}
+	ops.err = errors.New("engine on fire")
+	if _, err := c.GetJSON(context.Background(), "/v1/status"); err == nil || !strings.Contains(err.Error(), "engine on fire") {
+		t.Errorf("server error: %v", err)
+	}
+	if _, err := NewClient(filepath.Join(t.TempDir(), "none.sock")).GetJSON(context.Background(), "/v1/status"); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("no supervisor: %v", err)
+	}
+}

@@ -66,6 +66,11 @@ var Routes = []Route{
 		writeJSON(w, http.StatusOK, fs)
 		return nil
 	}},
+	{http.MethodGet, "/v1/alerts", "active and recent alerts, silences and channels", serveAlerts},
+	{http.MethodPost, "/v1/alerts/silences", "silence alerts for a while", serveSilence},
+	{http.MethodPost, "/v1/alerts/unsilence", "end a silence now", serveUnsilence},
+	{http.MethodPost, "/v1/alerts/test", "send a test notification through a channel", serveTestChannel},
+	{http.MethodGet, "/v1/alerts/rules", "the alert rules as a Prometheus rule file", servePrometheusRules},
 }
 
 func serveLogs(ops Operations, w http.ResponseWriter, r *http.Request) error {

@@ -29,6 +29,7 @@ type Operations interface {
 	// TLSCheck runs the certificate preflight (DNS, ports 80/443 reaching this edge,
 	// CAA) for the configured names.
 	TLSCheck(ctx context.Context) ([]certs.Finding, error)
+	AlertOperations
 }
 
 // LogOptions select what `corpintel logs` shows.

@@ -23,6 +23,12 @@ type LoopOptions struct {
 	// Recheck is how soon replicas that Docker has not checked yet are probed again
 	// (default 250 ms).
 	Recheck time.Duration
+	// Heartbeat is how often the idle loop goes round to show it is alive (see
+	// Reconciler.Heartbeat; default 1 s).
+	Heartbeat time.Duration
+	// Inject runs functions on the loop's own goroutine, between passes. Only tests
+	// set it (the watchdog test blocks the loop with it); nil in production.
+	Inject <-chan func()
 }
 
 // Run keeps the stack reconciled until ctx ends: a pass at start (which adopts what
@@ -39,6 +45,9 @@ func (r *Reconciler) Run(ctx context.Context, o LoopOptions) error {
 	}
 	if o.Recheck <= 0 {
 		o.Recheck = 250 * time.Millisecond
+	}
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = time.Second
 	}
 	evch := make(chan stackEvent, 64)
 	passes := make(chan struct{}, 1)
@@ -67,11 +76,17 @@ func (r *Reconciler) Run(ctx context.Context, o LoopOptions) error {
 	}
 	resync := time.NewTicker(o.Resync)
 	defer resync.Stop()
+	alive := time.NewTicker(o.Heartbeat)
+	defer alive.Stop()
 	for {
+		r.hb.beat(r.now())
 		select {
 		case <-ctx.Done():
 			timer.Stop()
 			return nil
+		case <-alive.C:
+		case f := <-o.Inject:
+			f()
 		case <-passes:
 			schedule(o.Coalesce)
 		case <-o.Kick:
@@ -81,7 +96,9 @@ func (r *Reconciler) Run(ctx context.Context, o LoopOptions) error {
 		case <-timer.C:
 			next = time.Time{}
 			start := time.Now()
+			r.hb.passStarted(r.now())
 			plan, err := r.Pass(ctx)
+			r.hb.passEnded(r.now())
 			switch {
 			case err != nil && ctx.Err() == nil:
 				r.log.Error("reconcile failed", "err", err, "took", time.Since(start).Round(time.Millisecond))

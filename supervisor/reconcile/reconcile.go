@@ -31,6 +31,7 @@ type Store interface {
 	SetHold(ctx context.Context, service string, h state.Hold) error
 	ClearHold(ctx context.Context, service string) error
 	OwnedServices(ctx context.Context) (map[string]string, error)
+	LiveVolumes(ctx context.Context) (map[string]string, error)
 }
 
 var _ Store = (*state.Store)(nil)
@@ -77,6 +78,7 @@ type Reconciler struct {
 	ready   ReadySet
 	backoff *backoffs
 	snap    atomic.Pointer[Snapshot]
+	hb      heartbeat // the event loop's turns (Heartbeat)
 }
 
 // PassReport is what the last pass did, for status.
@@ -157,6 +159,11 @@ func (r *Reconciler) Desired(ctx context.Context) (Spec, error) {
 		r.secrets = secrets
 		r.mu.Unlock()
 	}
+	live, err := r.store.LiveVolumes(ctx)
+	if err != nil {
+		return Spec{}, err
+	}
+	host.LiveVolumes = live
 	host.ImageIDs = map[string]string{}
 	for _, svc := range stack.Services {
 		res, _ := cfg.ServiceResources(svc)

@@ -48,7 +48,8 @@ var versionRE = regexp.MustCompile(`^(.+)\.v([0-9]+)$`)
 
 // EnsureSecrets creates missing secrets (first start) and each service's copy with the
 // right owner and mode, and returns the paths to mount. Values are never logged.
-// Ownership is only set when running as root (tests may run unprivileged).
+// Ownership is only set when the process may (CanChown: root, or the corpintel user
+// with CAP_CHOWN under systemd); unprivileged tests leave it.
 func EnsureSecrets(stateDir string) (SecretFiles, error) {
 	dir := filepath.Join(stateDir, "secrets")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -124,7 +125,7 @@ func fixOwnerMode(path string, uid int) error {
 	if err := os.Chmod(path, 0o400); err != nil {
 		return err
 	}
-	if os.Geteuid() == 0 && uid >= 0 {
+	if uid >= 0 && CanChown() {
 		return os.Lchown(path, uid, uid)
 	}
 	return nil
@@ -164,7 +165,8 @@ func PruneSecretCopies(stateDir string, current SecretFiles, mounted map[string]
 	return nil
 }
 
-// writeFileAtomic writes via temp + fsync + rename; uid ≥ 0 sets the owner (as root).
+// writeFileAtomic writes via temp + fsync + rename; uid ≥ 0 sets the owner (when the
+// process may: CanChown).
 func writeFileAtomic(path string, data []byte, mode os.FileMode, uid int) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {

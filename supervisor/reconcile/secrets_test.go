@@ -139,3 +139,13 @@ func TestEnsureSecretsErrors(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+func TestCanChownMatchesThePrivileges(t *testing.T) {
+	// Root always can; an unprivileged test run has no CAP_CHOWN in its effective set.
+	if got, want := CanChown(), os.Geteuid() == 0 || hasEffectiveCap(0); got != want {
+		t.Errorf("CanChown() = %v, want %v", got, want)
+	}
+	if os.Geteuid() == 0 && !hasEffectiveCap(0) {
+		t.Error("root without CAP_CHOWN in its effective set: the test runs in an odd sandbox")
+	}
+}

@@ -118,6 +118,17 @@ type Host struct {
 	// ImageIDs maps an image reference (as configured) to its ID. A missing entry
 	// leaves ImageID empty (the plan then reports the image as missing).
 	ImageIDs map[string]string
+	// LiveVolumes maps a stateful service to the data volume it runs on when that is
+	// not its default one (after a restore into new volumes; state store).
+	LiveVolumes map[string]string
+}
+
+// Volume is the data volume a stateful service runs on.
+func (h Host) Volume(project, service string) string {
+	if v := h.LiveVolumes[service]; v != "" {
+		return v
+	}
+	return stack.VolumeName(project, service)
 }
 
 // SecretFiles maps service → secret name → host path of that service's copy (owned by
@@ -152,7 +163,7 @@ func BuildSpec(cfg *config.Config, secrets SecretFiles, host Host) (Spec, error)
 		PoolMax: (cfg.Postgres.MaxConnections - cfg.Postgres.ReservedConnections) / stack.MaxScale,
 	}
 	for _, svc := range []string{stack.ServicePostgres, stack.ServiceRedis, stack.ServiceMinIO} {
-		spec.Volumes = append(spec.Volumes, stack.VolumeName(p, svc))
+		spec.Volumes = append(spec.Volumes, host.Volume(p, svc))
 	}
 
 	mounts := func(service string) ([]Mount, error) {
@@ -194,7 +205,7 @@ func BuildSpec(cfg *config.Config, secrets SecretFiles, host Host) (Spec, error)
 		"POSTGRES_USER=" + cfg.Postgres.User,
 	}
 	pg.Cmd = append([]string{"postgres"}, postgresArgs(cfg.Postgres, effectiveMemory(cfg.Postgres.Memory, host.Memory))...)
-	pg.Mounts = append([]Mount{{Type: "volume", Source: stack.VolumeName(p, stack.ServicePostgres), Target: "/var/lib/postgresql/data"}}, pg.Mounts...)
+	pg.Mounts = append([]Mount{{Type: "volume", Source: host.Volume(p, stack.ServicePostgres), Target: "/var/lib/postgresql/data"}}, pg.Mounts...)
 	pg.ShmSize = int64(256 * config.MiB) // parallel query uses /dev/shm; Docker's 64 MiB is too small
 	pg.StopGrace = 60 * time.Second      // let a fast shutdown checkpoint
 	// -h 127.0.0.1: the entrypoint's init-time server listens on the socket only, so a
@@ -214,7 +225,7 @@ func BuildSpec(cfg *config.Config, secrets SecretFiles, host Host) (Spec, error)
 	}
 	rd.Env = []string{"REDIS_PASSWORD_FILE=/run/secrets/" + stack.SecretRedisPassword}
 	rd.Cmd = []string{"redis-server", "--appendonly", "yes", "--maxmemory", strconv.FormatInt(int64(maxmem), 10), "--maxmemory-policy", "allkeys-lru"}
-	rd.Mounts = append([]Mount{{Type: "volume", Source: stack.VolumeName(p, stack.ServiceRedis), Target: "/data"}}, rd.Mounts...)
+	rd.Mounts = append([]Mount{{Type: "volume", Source: host.Volume(p, stack.ServiceRedis), Target: "/data"}}, rd.Mounts...)
 	// The password travels in REDISCLI_AUTH, never in argv.
 	rd.Health = withTest(statefulHealth, "CMD-SHELL",
 		`REDISCLI_AUTH="$(cat /run/secrets/`+stack.SecretRedisPassword+`)" redis-cli -h 127.0.0.1 -p `+strconv.Itoa(stack.PortRedis)+` ping | grep -q PONG`)
@@ -230,7 +241,7 @@ func BuildSpec(cfg *config.Config, secrets SecretFiles, host Host) (Spec, error)
 		"MINIO_ROOT_USER_FILE=/run/secrets/" + stack.SecretMinIORootUser,
 	}
 	mn.Cmd = []string{"minio", "server", "/data", "--address", ":" + strconv.Itoa(stack.PortMinIO), "--console-address", ":" + strconv.Itoa(stack.PortMinIOConsole)}
-	mn.Mounts = append([]Mount{{Type: "volume", Source: stack.VolumeName(p, stack.ServiceMinIO), Target: "/data"}}, mn.Mounts...)
+	mn.Mounts = append([]Mount{{Type: "volume", Source: host.Volume(p, stack.ServiceMinIO), Target: "/data"}}, mn.Mounts...)
 	mn.Health = withTest(statefulHealth, "CMD", "curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:"+strconv.Itoa(stack.PortMinIO)+"/minio/health/live")
 	mn.Ready = probes[stack.ServiceMinIO]
 

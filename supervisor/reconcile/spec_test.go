@@ -149,3 +149,28 @@ func TestBuildSpecMissingSecret(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// After a restore into new volumes, a stateful service's spec mounts the live volume
+// (and so its hash changes: the reconciler recreates it there, stop-first, with
+// rollback to the old container and volume if the gate fails).
+func TestSpecFollowsLiveVolumes(t *testing.T) {
+	cfg := testConfig(t, "prod", nil)
+	h := testHost
+	before, _ := BuildSpec(cfg, testSecrets("/s"), h)
+	h.LiveVolumes = map[string]string{stack.ServicePostgres: "cit_postgres_data_r2"}
+	after, _ := BuildSpec(cfg, testSecrets("/s"), h)
+	pg, _ := after.Service(stack.ServicePostgres)
+	if pg.Container.Mounts[0].Source != "cit_postgres_data_r2" || after.Volumes[0] != "cit_postgres_data_r2" {
+		t.Errorf("postgres mounts %+v, volumes %v", pg.Container.Mounts[0], after.Volumes)
+	}
+	for i, svc := range before.Services {
+		changed := svc.Container.Hash != after.Services[i].Container.Hash
+		if changed != (svc.Name == stack.ServicePostgres) {
+			t.Errorf("%s: hash changed = %v", svc.Name, changed)
+		}
+	}
+	plan := BuildPlan(after, healthy(before))
+	if got := plan.String(); !strings.Contains(got, "create-volume  -            cit_postgres_data_r2") || !strings.Contains(got, "recreate       postgres/1") {
+		t.Errorf("plan after a volume switch:\n%s", got)
+	}
+}

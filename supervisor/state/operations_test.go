@@ -181,3 +181,40 @@ func TestStoppedAndHolds(t *testing.T) {
 		t.Errorf("writable: %v", err)
 	}
 }
+
+func TestLiveAndRetiredVolumes(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	s.SetClock(func() time.Time { return now })
+	if lv, err := s.LiveVolumes(ctx); err != nil || len(lv) != 0 {
+		t.Fatalf("live before %v %v", lv, err)
+	}
+	if err := s.SwitchVolume(ctx, "postgres", "p_postgres_data", "p_postgres_data_r1", now.Add(24*time.Hour), "restore #3"); err != nil {
+		t.Fatal(err)
+	}
+	lv, _ := s.LiveVolumes(ctx)
+	rv, _ := s.RetiredVolumes(ctx)
+	if lv["postgres"] != "p_postgres_data_r1" || len(rv) != 1 || rv[0].Volume != "p_postgres_data" || !rv[0].KeepUntil.Equal(now.Add(24*time.Hour)) || rv[0].Reason != "restore #3" {
+		t.Errorf("after switch: live %v retired %+v", lv, rv)
+	}
+	// Switching back takes the old one off the retired list and retires the new one.
+	if err := s.SwitchVolume(ctx, "postgres", "p_postgres_data_r1", "p_postgres_data", now.Add(time.Hour), "switched back"); err != nil {
+		t.Fatal(err)
+	}
+	lv, _ = s.LiveVolumes(ctx)
+	rv, _ = s.RetiredVolumes(ctx)
+	if lv["postgres"] != "p_postgres_data" || len(rv) != 1 || rv[0].Volume != "p_postgres_data_r1" {
+		t.Errorf("after switching back: live %v retired %+v", lv, rv)
+	}
+	if err := s.ForgetRetiredVolume(ctx, "p_postgres_data_r1"); err != nil {
+		t.Fatal(err)
+	}
+	if rv, _ := s.RetiredVolumes(ctx); len(rv) != 0 {
+		t.Errorf("forgotten %+v", rv)
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -87,7 +88,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		return nil, fmt.Errorf("state: open %s: %w", path, err)
 	}
 	s := &Store{db: db, now: time.Now}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrateRetrying(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("state: %s: %w", path, err)
 	}
@@ -96,6 +97,30 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		return nil, fmt.Errorf("state: chmod %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// migrateRetrying runs migrate, trying again for a while when another process holds
+// the database (switching a new file to WAL mode takes a lock SQLite does not wait for).
+func (s *Store) migrateRetrying(ctx context.Context) error {
+	wait := 10 * time.Millisecond
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := s.migrate(ctx)
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
+}
+
+func isBusy(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "SQLITE_BUSY") || strings.Contains(msg, "database is locked")
 }
 
 // migrate applies the missing migrations. Several processes may open one store at
