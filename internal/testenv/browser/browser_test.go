@@ -1,10 +1,13 @@
 package browser
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -52,5 +55,69 @@ func TestBrowserReportsProblemsAndDialogs(t *testing.T) {
 	b.Screenshot(shot)
 	if st, err := os.Stat(shot); err != nil || st.Size() < 100 {
 		t.Fatalf("screenshot %v %v", st, err)
+	}
+}
+
+// fatalTB records a Fatalf and ends the goroutine as testing does.
+type fatalTB struct {
+	testing.TB
+	msg string
+}
+
+func (f *fatalTB) Fatalf(format string, args ...any) {
+	f.msg = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+func (f *fatalTB) Fatal(args ...any) {
+	f.msg = fmt.Sprint(args...)
+	runtime.Goexit()
+}
+
+func (f *fatalTB) Helper() {}
+
+// failsWith runs fn with b reporting to a recording TB and returns what it failed with.
+func failsWith(b *Browser, fn func()) string {
+	rec := &fatalTB{TB: b.t}
+	saved := b.t
+	b.t = rec
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	<-done
+	b.t = saved
+	return rec.msg
+}
+
+// Every helper fails the test with what it was doing, never silently.
+func TestBrowserFailuresSayWhat(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`<!doctype html><title>t</title><p id="x">x</p>`))
+	}))
+	defer srv.Close()
+	b := New(t, Options{Timeout: time.Minute})
+	b.Open(srv.URL)
+	b.Ignore("nothing")
+	for what, fn := range map[string]func(){
+		"not within":    func() { b.WaitFor("never", `false`, 200*time.Millisecond) },
+		"text of #nope": func() { b.Text("#nope:not(*)") },
+		"eval":          func() { Eval[int](b, `(`) },
+		"open":          func() { b.Open("http://127.0.0.1:1/") },
+		"do":            func() { b.Do("navigate nowhere", chromedp.Navigate("not a url at all")) },
+		"screenshot":    func() { b.Screenshot("/proc/no/such/dir/x.png") },
+	} {
+		ctx, cancel := context.WithTimeout(b.Ctx, time.Second)
+		orig := b.Ctx
+		if what == "text of #nope" {
+			b.Ctx = ctx
+		}
+		msg := failsWith(b, fn)
+		b.Ctx = orig
+		cancel()
+		if msg == "" {
+			t.Errorf("%s: no failure", what)
+		}
 	}
 }
