@@ -66,8 +66,9 @@ RUN_APT_PACKAGES="debootstrap ca-certificates"
 # service is kept from starting and left disabled, like redis); testssl.sh scans the
 # TLS edge in the certificate tests and nginx is the baseline of bench/tls.sh (its service
 # is never started); systemd brings systemd-analyze (the unit's verify and security
-# tests; nothing is started) and openssl verifies bundle signatures as install.sh does.
-TEST_APT_PACKAGES="redis-server postgresql-15 wrk hyperfine jq curl shellcheck prometheus testssl.sh nginx systemd openssl"
+# tests; nothing is started) and openssl verifies bundle signatures as install.sh does;
+# chromium runs the console's browser tests (driven by chromedp).
+TEST_APT_PACKAGES="redis-server postgresql-15 wrk hyperfine jq curl shellcheck prometheus testssl.sh nginx systemd openssl chromium"
 case $SET in
 run)
 	STEPS=${CORPINTEL_DEPS:-apt minio}

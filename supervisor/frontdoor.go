@@ -44,13 +44,17 @@ func (d *Daemon) newEdge(cfg *config.Config) (*edge.Edge, error) {
 		Registerer:     d.metrics,
 		TrustedProxies: trusted,
 		RateLimit: edge.RateLimit{Rate: cfg.Edge.RateLimit, Burst: cfg.Edge.RateBurst, Allow: allow,
-			Routes: []edge.RouteLimit{{Prefix: "/api/v1/auth/login", Rate: cfg.Edge.LoginRateLimit, Burst: 5}}},
+			Routes: []edge.RouteLimit{{Prefix: "/api/v1/auth/login", Rate: cfg.Edge.LoginRateLimit, Burst: 5},
+				// The console's login (form and post, second factor) on top of its own
+				// per-account and per-address throttle.
+				{Prefix: "/admin/login", Rate: cfg.Edge.LoginRateLimit, Burst: 10}}},
 		MetricsTokenFile: cfg.Edge.MetricsTokenFile,
 		BodyLimit:        int64(cfg.Edge.BodyLimit),
 		UploadLimit:      cfg.API.UploadMaxBytes + 1<<20, // multipart framing
 		UploadPrefix:     uploadPrefix,
 		Names:            cfg.TLS.Names,
 		Now:              d.now,
+		Admin:            d.opts.Admin,
 	}
 	if cfg.Edge.AccessLog {
 		dir := filepath.Join(cfg.StateDir, "logs")

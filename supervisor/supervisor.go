@@ -73,6 +73,9 @@ type Options struct {
 	// (found in the journal at start). An operation of a kind without one is marked
 	// interrupted and reported in status.
 	Resume map[string]func(ctx context.Context, op *Op) error
+	// Admin is the console, served under /admin by the edge on the loopback and the
+	// public HTTPS listener (console/, wired by cmd/corpintel).
+	Admin http.Handler
 	// Notify talks to systemd (READY, STATUS, the watchdog; systemd.go); nil: not
 	// under systemd.
 	Notify *sdnotify.Notifier
@@ -99,6 +102,10 @@ type Daemon struct {
 	localLn     net.Listener   // while Run runs (tests close it to stop a part)
 	certs       *certs.Manager // while Run runs with a public listener
 	prober      *certs.Prober
+
+	watchMu   sync.Mutex
+	watchers  map[chan struct{}]struct{}
+	lastPrint string
 }
 
 // New checks opts and returns a daemon that has not started. Its operations also work
@@ -124,7 +131,7 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	rec, err := reconcile.New(reconcile.Options{Config: opts.Config, Engine: opts.Engine, Store: opts.Store, Log: opts.Log, Now: opts.Now,
-		OnSnapshot: d.setBackends, Drain: d.drain})
+		OnSnapshot: d.onSnapshot, Drain: d.drain})
 	if err != nil {
 		return nil, err
 	}

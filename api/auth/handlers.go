@@ -10,9 +10,9 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/corpintel/corpintel/api/auth/password"
 	"github.com/corpintel/corpintel/api/rbac"
 	"github.com/corpintel/corpintel/api/web"
+	"github.com/corpintel/corpintel/internal/password"
 	"github.com/jackc/pgx/v5"
 	"github.com/labstack/echo/v4"
 )

@@ -15,8 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/corpintel/corpintel/api/auth/password"
 	"github.com/corpintel/corpintel/api/web"
+	"github.com/corpintel/corpintel/internal/password"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"

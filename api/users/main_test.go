@@ -1,7 +1,7 @@
 package users_test
 
 import (
-	"github.com/corpintel/corpintel/api/auth/password"
+	"github.com/corpintel/corpintel/internal/password"
 	"testing"
 
 	"github.com/corpintel/corpintel/internal/testenv"

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/corpintel/corpintel/api/auth"
-	"github.com/corpintel/corpintel/api/auth/password"
 	"github.com/corpintel/corpintel/api/rbac"
 	"github.com/corpintel/corpintel/api/web"
+	"github.com/corpintel/corpintel/internal/password"
 	"github.com/jackc/pgx/v5"
 )
 

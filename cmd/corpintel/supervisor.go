@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -112,8 +113,16 @@ func runSupervisor(ctx context.Context, flags *configFlags, stdout, stderr io.Wr
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	cons, err := newConsoleSetup(ctx, cfg, store, log)
+	if err != nil {
+		return err
+	}
+	var admin http.Handler
+	if cons != nil {
+		admin = cons.console
+	}
 	d, err := supervisor.New(supervisor.Options{
-		Config: cfg, Engine: eng, Store: store, Log: log, Hangup: hup, Notify: notify,
+		Config: cfg, Engine: eng, Store: store, Log: log, Hangup: hup, Notify: notify, Admin: admin,
 		Reload: func() (*config.Config, error) { return flags.load(stderr) },
 		Ready: func(ep supervisor.Endpoints) {
 			fmt.Fprintf(stdout, "API: %s (health: /health)\n", ep.API)
@@ -124,10 +133,17 @@ func runSupervisor(ctx context.Context, flags *configFlags, stdout, stderr io.Wr
 				fmt.Fprintf(stdout, "HTTP: %s (ACME challenges; everything else redirects to HTTPS)\n", ep.HTTP)
 			}
 			fmt.Fprintf(stdout, "CLI socket: %s\n", ep.Socket)
+			cons.printConsole(stdout, ep)
 		},
 	})
 	if err != nil {
 		return err
+	}
+	if cons != nil {
+		cons.ops.d = d
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go cons.console.Run(ctx)
 	}
 	return d.Run(ctx)
 }

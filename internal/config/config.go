@@ -83,6 +83,7 @@ type Config struct {
 	TLS      TLS      `toml:"tls"`
 	Metrics  Metrics  `toml:"metrics"`
 	Alerts   Alerts   `toml:"alerts"`
+	Console  Console  `toml:"console"`
 
 	// File is the config file that was read, "" when none was.
 	File string `toml:"-"`
@@ -180,6 +181,7 @@ func Default(profile string) *Config {
 	}
 	c.Edge, c.TLS = defaultEdge(profile), defaultTLS(profile)
 	c.Metrics = defaultMetrics()
+	c.Console = defaultConsole()
 	switch profile {
 	case "prod":
 		c.Monitoring = true
@@ -582,6 +584,7 @@ func (c *Config) validate() error {
 		bad("redis.maxmemory", "must be ≤ 70%% of redis.memory (%s) so an AOF rewrite cannot be OOM-killed, got %s", lim, c.Redis.MaxMemory)
 	}
 	c.validateEdge(bad)
+	c.validateConsole(bad)
 	if !bucketRE.MatchString(c.MinIO.Bucket) {
 		bad("minio.bucket", "must be a valid bucket name (3–63 of a-z, 0-9, '.', '-'), got %q", c.MinIO.Bucket)
 	}

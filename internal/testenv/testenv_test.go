@@ -335,3 +335,17 @@ func TestSharedServersCannotBeStopped(t *testing.T) {
 		t.Error("stopping the shared Redis did not fail the test")
 	}
 }
+
+func TestChromiumLookup(t *testing.T) {
+	t.Setenv("CORPINTEL_CHROMIUM", "/nonexistent/chromium")
+	if _, err := Chromium(); err == nil {
+		t.Fatal("a missing $CORPINTEL_CHROMIUM was accepted")
+	}
+	t.Setenv("CORPINTEL_CHROMIUM", "")
+	if p, err := Chromium(); err == nil && p == "" {
+		t.Fatal("empty path without error")
+	}
+	if _, msg := decide("chromium", errNoChromium, true); !strings.Contains(msg, "apt-get install -y chromium") {
+		t.Fatalf("hint: %s", msg)
+	}
+}

@@ -121,6 +121,21 @@ func withInfo(r *http.Request, info *requestInfo) *http.Request {
 	return r.WithContext(context.WithValue(r.Context(), clientKey{}, info))
 }
 
+// ClientAddr is the real client address of a request the edge handles: the TCP peer,
+// or what a trusted proxy in front says (for handlers inside the supervisor, such as
+// the console, which get no X-Forwarded-For from the edge). Outside the edge it is the
+// peer.
+func ClientAddr(r *http.Request) netip.Addr { return infoOf(r).client }
+
+// ForwardedProto is the scheme the client used ("https" or "http") as the edge worked
+// it out (TLS on this connection, or a trusted proxy's X-Forwarded-Proto).
+func ForwardedProto(r *http.Request) string {
+	if info, ok := r.Context().Value(clientKey{}).(*requestInfo); ok {
+		return info.proto
+	}
+	return forwardedProto(r, nil)
+}
+
 func infoOf(r *http.Request) *requestInfo {
 	if info, ok := r.Context().Value(clientKey{}).(*requestInfo); ok {
 		return info

@@ -49,6 +49,10 @@ type Options struct {
 	AccessLog io.Writer
 	// Now is the clock of the rate limiter (tests).
 	Now func() time.Time
+	// Admin, when set, serves every path under /admin (the console) on both kinds of
+	// listener, after the host check and the rate limit, exempt from maintenance mode;
+	// ClientAddr and ForwardedProto tell it what the edge worked out.
+	Admin http.Handler
 }
 
 // Listener kinds.
@@ -207,6 +211,10 @@ func (e *Edge) serve(kind string, w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
+	}
+	if e.opts.Admin != nil && isPath(path, PathAdmin) {
+		e.opts.Admin.ServeHTTP(w, r)
+		return
 	}
 	e.proxy.ServeHTTP(w, r)
 }

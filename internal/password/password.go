@@ -1,6 +1,7 @@
-// Package password hashes and verifies user passwords with argon2id. Hashes are PHC
-// strings ($argon2id$v=19$m=…,t=…,p=…$salt$hash), so the parameters travel with each
-// hash and can be raised later without invalidating old ones.
+// Package password hashes and verifies user passwords with argon2id — the API's users and
+// the console's alike. Hashes are PHC strings ($argon2id$v=19$m=…,t=…,p=…$salt$hash), so
+// the parameters travel with each hash and can be raised later without invalidating old
+// ones.
 package password
 
 import (
